@@ -1,0 +1,3 @@
+from traincheck_core.cli.main import entry
+
+entry()

@@ -1,0 +1,128 @@
+"""``traincheck run``: run a training program with tracing (and checking) in every process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from ..config import SESSION_ENV, load_config
+from ..errors import UsageError
+from ..plugins.manager import make_plugin_manager
+from ..session import default_output_dir, export_session_env
+
+NAME = "run"
+HELP = "run a Python program (SCRIPT or -m MODULE) with traincheck active in every process"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.usage = "traincheck run [options] (SCRIPT | -m MODULE) [ARGS...]"
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="run directory for traces and violations (default: a new "
+                        "traincheck-run-<timestamp> folder)")
+    p.add_argument("-p", "--plugin", action="append", default=[], metavar="NAME",
+                   help="plugin to load (repeatable or comma-separated); default: every "
+                        "installed plugin unless TRAINCHECK_DISABLE_PLUGIN_AUTOLOAD is set")
+    p.add_argument("-i", "--invariants", action="append", default=[], metavar="FILE",
+                   help="check these invariants online while the program trains")
+    p.add_argument("--on-violation", choices=("warn", "raise", "stop"),
+                   help="on a violation: warn and go on (default), raise ViolationError in the "
+                        "training loop, or stop the program")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    _add_plugin_options(p)
+    p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE",
+                   help="run a library module as a script, like python -m")
+    p.add_argument("target", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]",
+                   help="the program and its arguments")
+
+
+def _add_plugin_options(p: argparse.ArgumentParser) -> None:
+    # Plugin options are known only after loading the plugins; peek at --plugin early.
+    selected = _peek_plugins(sys.argv[1:])
+    try:
+        pm, _ = make_plugin_manager(selected or None)
+    except Exception:
+        return  # an unknown plugin is reported when the command runs
+    group = p.add_argument_group("plugin options")
+    pm.hook.traincheck_add_options(group=group)
+
+
+def _peek_plugins(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, a in enumerate(argv):
+        if a in ("-p", "--plugin") and i + 1 < len(argv):
+            out += argv[i + 1].split(",")
+        elif a.startswith("--plugin="):
+            out += a.split("=", 1)[1].split(",")
+    return [x for x in (s.strip() for s in out) if x]
+
+
+def _program(args: argparse.Namespace) -> list[str]:
+    if args.module:
+        return [sys.executable, "-m", *args.module]
+    if not args.target:
+        raise UsageError("nothing to run: give a SCRIPT or -m MODULE "
+                         "(see traincheck run --help)")
+    script = args.target[0]
+    if not Path(script).is_file():
+        raise UsageError(f"can't open file {script!r}: no such file")
+    return [sys.executable, *args.target]
+
+
+def main(args: argparse.Namespace) -> int:
+    plugins = [x.strip() for p in args.plugin for x in p.split(",") if x.strip()]
+    known = {"output", "plugin", "invariants", "on_violation", "quiet", "module", "target",
+             "_main", "command"}
+    options = {k: v for k, v in vars(args).items() if k not in known}
+    for f in args.invariants:
+        if not Path(f).is_file():
+            raise UsageError(f"invariants file {f!r} does not exist")
+    config = load_config({
+        "output": args.output or os.environ.get("TRAINCHECK_OUTPUT") or default_output_dir(),
+        "plugins": plugins or None,
+        "invariants": [str(Path(f).resolve()) for f in args.invariants] or None,
+        "on_violation": args.on_violation,
+        "quiet": args.quiet or None,
+        "options": options or None,
+    }, env={k: v for k, v in os.environ.items() if k != SESSION_ENV})
+    make_plugin_manager(config.plugins or None, autoload=config.autoload)  # fail fast on names
+    config = msgspec.structs.replace(config, output=str(Path(config.output).resolve()))
+    cmd = _program(args)
+    Path(config.output).mkdir(parents=True, exist_ok=True)
+    env_before = dict(os.environ)
+    export_session_env(config)
+    try:
+        code = _run_child(cmd)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    if not config.quiet:
+        from .summary import print_run_summary
+
+        print_run_summary(Path(config.output), sys.stderr)
+    return code
+
+
+def _run_child(cmd: list[str]) -> int:
+    child = subprocess.Popen(cmd)
+    # The child is in our process group and gets terminal signals itself; forward the rest.
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the child got SIGINT too; wait for it to finish
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 128 - code if code < 0 else code

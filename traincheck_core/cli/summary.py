@@ -1,0 +1,82 @@
+"""Summaries of a run directory, shared by ``traincheck run`` and ``traincheck inspect``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ..errors import TraceCorruptError
+from ..events import CallStart, Header, MetaUpdate, VarState
+from ..trace.reader import TraceFile, trace_files
+
+
+@dataclass
+class FileSummary:
+    path: Path
+    header: Header | None = None
+    bytes: int = 0
+    kinds: Counter = field(default_factory=Counter)
+    apis: Counter = field(default_factory=Counter)
+    variables: set = field(default_factory=set)
+    steps: int = 0
+    rank: object = None
+    finished: bool = False
+    partial_tail: int = 0
+    error: str | None = None
+
+
+def summarize_file(path: Path) -> FileSummary:
+    s = FileSummary(path=path, bytes=path.stat().st_size)
+    tf = TraceFile(path)
+    try:
+        events = tf.read_all()
+    except TraceCorruptError as exc:
+        s.error = str(exc)
+        return s
+    s.header, s.finished, s.partial_tail = tf.header, tf.finished, tf.partial_tail
+    s.rank = tf.header.rank if tf.header else None
+    for ev in events:
+        s.kinds[type(ev).__name__] += 1
+        if isinstance(ev, CallStart):
+            s.apis[ev.api] += 1
+        elif isinstance(ev, VarState):
+            s.variables.add(ev.name)
+        elif isinstance(ev, MetaUpdate):
+            if isinstance(ev.values.get("step"), int):
+                s.steps = max(s.steps, ev.values["step"])  # type: ignore[type-var]
+            if "rank" in ev.values:
+                s.rank = ev.values["rank"]
+    return s
+
+
+def summarize_run(path: Path) -> list[FileSummary]:
+    return [summarize_file(f) for f in trace_files(path)]
+
+
+def print_run_summary(path: Path, out: IO[str], top: int = 10) -> None:
+    """A short human summary: files, ranks, events by kind, busiest APIs, violations."""
+    files = summarize_run(path) if path.exists() else []
+    total = sum(f.bytes for f in files)
+    print(f"traincheck: run directory {path}", file=out)
+    print(f"traincheck: {len(files)} trace file(s), {total / 1e6:.2f} MB", file=out)
+    kinds: Counter = Counter()
+    apis: Counter = Counter()
+    for f in files:
+        state = "complete" if f.finished else "no end record (process killed?)"
+        if f.error:
+            state = f"CORRUPT: {f.error}"
+        pid = f.header.pid if f.header else "?"
+        print(f"  {f.path.name}: rank {f.rank}, pid {pid}, {sum(f.kinds.values())} events, "
+              f"{f.steps} steps, {len(f.variables)} variables, {state}", file=out)
+        kinds.update(f.kinds)
+        apis.update(f.apis)
+    if kinds:
+        print("  events: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), file=out)
+    for api, n in apis.most_common(top):
+        print(f"    {n:8d}  {api}", file=out)
+    vfile = path / "violations.jsonl"
+    if vfile.exists():
+        n = sum(1 for line in vfile.open() if line.strip())
+        print(f"traincheck: {n} violation(s) recorded in {vfile}", file=out)

@@ -1,0 +1,89 @@
+"""The contract every relation template implements, for inference and for checking.
+
+A relation template describes a family of invariants (e.g. "every call of API A changes the
+variables it touches"). It works on the generic analysis records of
+:mod:`traincheck_core.analysis` and never names a framework in its logic.
+
+* Inference: :meth:`Relation.infer` receives every reference run's items (grouped per run)
+  and returns invariants with preconditions (see :mod:`traincheck_core.preconditions`).
+* Checking: :meth:`Relation.checker` returns a :class:`RelationChecker` that consumes the same
+  items incrementally and returns violations as soon as they are certain.
+* Planning: :meth:`Relation.plan` tells which APIs and variables an invariant needs, so online
+  checking instruments only those.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..analysis.assembler import Item, ProcInfo
+from ..invariants import Invariant, Violation
+
+__all__ = ["Relation", "RelationChecker", "RunItems", "PlanPart", "TriggerStats"]
+
+
+@dataclass
+class RunItems:
+    """All analysis items of one reference run (every process of it), in time order."""
+
+    run_id: str
+    items: list[Item]
+    procs: dict[int, ProcInfo]
+    frameworks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PlanPart:
+    """What one invariant needs observed."""
+
+    apis: set[str] = field(default_factory=set)
+    variables: set[str] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)
+
+
+@dataclass
+class TriggerStats:
+    """How often an invariant's precondition held while checking (0: never triggered), and
+    why it did not when it did not."""
+
+    checked: int = 0
+    violated: int = 0
+    why_not: str = ""
+
+
+class RelationChecker(ABC):
+    """Incremental checker for a set of invariants of one relation."""
+
+    @abstractmethod
+    def feed(self, item: Item) -> Iterable[Violation]:
+        """Consume one analysis item; return violations that are now certain."""
+
+    def finish(self) -> Iterable[Violation]:
+        """The stream ended: report what is still pending."""
+        return ()
+
+    @abstractmethod
+    def stats(self) -> dict[str, TriggerStats]:
+        """Per invariant id: how often it was checked and violated."""
+
+
+class Relation(ABC):
+    """A relation template. Subclasses set ``name`` and ``description``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def infer(self, runs: Sequence[RunItems]) -> list[Invariant]:
+        """Hypothesize, collect examples and keep the invariants with a precondition."""
+
+    @abstractmethod
+    def checker(self, invariants: Sequence[Invariant]) -> RelationChecker:
+        """A checker for ``invariants`` (all of this relation)."""
+
+    def plan(self, invariant: Invariant) -> PlanPart:
+        """What ``invariant`` needs observed; default: everything (an empty part)."""
+        return PlanPart()

@@ -1,0 +1,336 @@
+"""The per-process tracing session: the one object adapters talk to.
+
+A session owns the trace writer, the current meta variables, the call-id counter, the
+suppression flag that keeps traincheck's own work out of the trace, and the fail-open
+bookkeeping. There is at most one per process (:func:`get_session`).
+
+Hot path contract for adapters: call ``session.emit(event)`` (a plain bound method, no pluggy),
+take ids from ``session.next_call_id()``, stamp events with ``session.now()``, and wrap probe
+bodies in ``try/except Exception`` that calls :meth:`Session.probe_failed` — but let
+:class:`~traincheck_core.ViolationError` through, it is meant for the user.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pluggy
+
+from . import __version__
+from .config import SESSION_ENV, Config
+from .events import SCHEMA_VERSION, Event, Header, MetaUpdate, MetaValue, Summary
+from .plugins.manager import PluginInfo, make_plugin_manager
+from .summary import SummaryRegistry
+from .trace.format import trace_file_name
+from .trace.writer import TraceWriter
+
+__all__ = ["Session", "InstrumentationPlan", "get_session", "start_session", "annotate",
+           "default_output_dir", "logger"]
+
+logger = logging.getLogger("traincheck")
+_session: Session | None = None
+_start_lock = threading.Lock()
+
+
+class InstrumentationPlan(msgspec.Struct, kw_only=True):
+    """What to instrument. ``full`` means everything; otherwise only what is named.
+
+    Names are exact API names (``torch.optim.Optimizer.step``) or variable names; a trailing
+    ``*`` matches a prefix. ``every`` observes variable state every N-th step only.
+    """
+
+    full: bool = True
+    apis: list[str] = []
+    variables: list[str] = []
+    attributes: list[str] = []
+    every: int = 1
+
+    def wants_api(self, name: str) -> bool:
+        return self.full or _matches(name, self.apis)
+
+    def wants_variable(self, name: str) -> bool:
+        return self.full or _matches(name, self.variables)
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    for p in patterns:
+        if p == name or (p.endswith("*") and name.startswith(p[:-1])):
+            return True
+    return False
+
+
+def default_output_dir() -> str:
+    return f"traincheck-run-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+class Session:
+    """One process's tracing session. Create with :func:`start_session`."""
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager, plugins: list[PluginInfo]
+                 ) -> None:
+        self.config = config
+        self.pm = pm
+        self.plugins = plugins
+        self.output_dir = Path(config.output or default_output_dir())
+        self.run_id = config.run_id or uuid.uuid4().hex[:12]
+        self.meta: dict[str, MetaValue] = {}
+        self._user_meta: dict[str, MetaValue] = {}
+        self.plan = InstrumentationPlan()
+        self.summaries = SummaryRegistry()
+        self.disabled_probes: set[str] = set()
+        self._logged: set[str] = set()
+        self._tls = threading.local()
+        self._ids = iter(range(1, 1 << 62)).__next__
+        self._sinks: list[Callable[[Event], None]] = []
+        self.violations: list[Any] = []
+        self.closed = False
+        self.writer = self._open_writer()
+        self.emit: Callable[[Event], None] = self.writer.emit
+
+    # -- trace ---------------------------------------------------------------------------
+    def _open_writer(self) -> TraceWriter:
+        rank = _env_int("RANK")
+        path = self.output_dir / trace_file_name(socket.gethostname(), os.getpid(), rank)
+        writer = TraceWriter(path)
+        frameworks: dict[str, str] = {}
+        for part in self.pm.hook.traincheck_framework_versions():
+            frameworks.update(part or {})
+        writer.emit(Header(
+            schema=SCHEMA_VERSION, run_id=self.run_id, host=socket.gethostname(),
+            pid=os.getpid(), ppid=os.getppid(), rank=rank, world_size=_env_int("WORLD_SIZE"),
+            local_rank=_env_int("LOCAL_RANK"), python=sys.version.split()[0],
+            traincheck=__version__, frameworks=frameworks,
+            plugins={p.name: p.version or "?" for p in self.plugins if p.loadable},
+            argv=list(sys.argv), started=time.time(), t=time.monotonic_ns()))
+        if self.meta:
+            writer.emit(MetaUpdate(t=time.monotonic_ns(), values=dict(self.meta)))
+        return writer
+
+    @staticmethod
+    def now() -> int:
+        """The event clock: monotonic nanoseconds, comparable across processes on one host."""
+        return time.monotonic_ns()
+
+    def next_call_id(self) -> int:
+        return self._ids()
+
+    def add_sink(self, sink: Callable[[Event], None]) -> None:
+        """Also deliver every event to ``sink`` (the online checker). Add sinks before
+        instrumenting: adapters may cache ``session.emit``."""
+        self._sinks.append(sink)
+        write, sinks = self.writer.emit, tuple(self._sinks)
+
+        def emit(event: Event) -> None:
+            write(event)
+            for s in sinks:
+                s(event)
+
+        self.emit = emit
+
+    # -- meta variables --------------------------------------------------------------------
+    def set_meta(self, **values: MetaValue) -> None:
+        """Adapters report meta variables here; keys the user annotated are left alone."""
+        changed = {k: v for k, v in values.items()
+                   if k not in self._user_meta and self.meta.get(k, _MISSING) != v}
+        if changed:
+            self.meta.update(changed)
+            self.emit(MetaUpdate(t=self.now(), values=changed))
+
+    def annotate(self, **values: MetaValue) -> None:
+        """User overrides of meta variables (``None`` hands a key back to the heuristics)."""
+        changed: dict[str, MetaValue] = {}
+        for k, v in values.items():
+            if v is None:
+                self._user_meta.pop(k, None)
+                continue
+            self._user_meta[k] = v
+            if self.meta.get(k, _MISSING) != v:
+                self.meta[k] = changed[k] = v
+        if changed:
+            self.emit(MetaUpdate(t=self.now(), values=changed))
+
+    # -- self-suppression and fail-open ----------------------------------------------------
+    @contextmanager
+    def suppressed(self) -> Iterator[None]:
+        """Nothing traincheck does inside this block is traced."""
+        prev = getattr(self._tls, "off", False)
+        self._tls.off = True
+        try:
+            yield
+        finally:
+            self._tls.off = prev
+
+    def is_suppressed(self) -> bool:
+        return getattr(self._tls, "off", False)
+
+    def probe_failed(self, probe: str, exc: BaseException) -> None:
+        """Switch ``probe`` off after an internal error, logging it once."""
+        self.disabled_probes.add(probe)
+        self.log_once(f"probe:{probe}",
+                      f"instrumentation probe {probe!r} failed and is now off "
+                      f"({type(exc).__name__}: {exc}); training continues untraced there")
+
+    def log_once(self, key: str, message: str, level: int = logging.WARNING) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            logger.log(level, message)
+
+    def summarize(self, value: Any) -> Summary:
+        return self.summaries.summarize(value)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self, reason: str = "exit") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.pm.hook.traincheck_session_finish(session=self, reason=reason)
+        except Exception as exc:
+            logger.warning("a plugin failed while finishing the session: %s", exc)
+        try:
+            self.pm.hook.traincheck_uninstrument(session=self)
+        except Exception as exc:
+            logger.warning("a plugin failed to uninstrument: %s", exc)
+        self.writer.close(reason=reason, t=self.now())
+
+    def _reopen_after_fork(self) -> None:
+        self.writer.abandon_after_fork()
+        self._tls = threading.local()
+        self.writer = self._open_writer()
+        self.emit = self.writer.emit
+        sinks, self._sinks = self._sinks, []
+        for s in sinks:
+            self.add_sink(s)
+
+
+_MISSING = object()
+
+
+def get_session() -> Session | None:
+    """The running session of this process, if any."""
+    return _session
+
+
+def annotate(**values: MetaValue) -> None:
+    """Set meta variables from user code, overriding the adapters' heuristics, e.g.
+    ``traincheck.annotate(stage="eval")``. A no-op when traincheck is not running."""
+    if _session is not None:
+        _session.annotate(**values)
+
+
+def _configure_logging(quiet: bool) -> None:
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("traincheck: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+
+
+def start_session(config: Config, *, extra_plugins: list[Any] = (), export_env: bool = True
+                  ) -> Session:
+    """Start this process's session (idempotent: returns the running one).
+
+    Loads and configures plugins, writes the trace header, attaches the online checker when
+    invariants are configured, instruments, and arranges for the trace to be closed at exit,
+    on SIGTERM/SIGHUP and in forked children. With ``export_env`` the config is exported so
+    that child processes started from here trace into the same run directory.
+    """
+    global _session
+    with _start_lock:
+        if _session is not None:
+            return _session
+        _configure_logging(config.quiet)
+        pm, infos = make_plugin_manager(config.plugins, autoload=config.autoload,
+                                        extra=list(extra_plugins))
+        for info in infos:
+            if not info.loadable:
+                logger.info("plugin %s skipped: %s", info.name, info.skip_reason)
+        if config.output is None:
+            config = msgspec.structs.replace(config, output=default_output_dir())
+        if config.run_id is None:
+            config = msgspec.structs.replace(config, run_id=uuid.uuid4().hex[:12])
+        pm.hook.traincheck_configure(config=config)
+        session = Session(config, pm, infos)
+        for mapping in pm.hook.traincheck_value_summarizers():
+            for key, fn in (mapping or {}).items():
+                session.summaries.register(key, fn)
+        _session = session
+    if export_env:
+        export_session_env(config)
+    pm.hook.traincheck_session_start(session=session)
+    if config.invariants:
+        from .check.online import attach_online_checker  # only when checking
+
+        session.plan = attach_online_checker(session)
+    _instrument(session)
+    _install_exit_handlers(session)
+    return session
+
+
+def _instrument(session: Session) -> None:
+    for impl in session.pm.hook.traincheck_instrument.get_hookimpls():
+        try:
+            impl.function(session=session, plan=session.plan)
+        except Exception as exc:  # fail open: the program runs on without this plugin
+            logger.warning("plugin %s failed to instrument and is disabled: %s: %s",
+                           impl.plugin_name, type(exc).__name__, exc)
+            session.pm.unregister(impl.plugin)
+
+
+def export_session_env(config: Config) -> None:
+    """Make child processes of this one join the run (see ``traincheck_core.bootstrap``)."""
+    from .bootstrap import bootstrap_dir
+
+    os.environ[SESSION_ENV] = msgspec.json.encode(config).decode()
+    boot = str(bootstrap_dir())
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if boot not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([boot, *parts])
+
+
+def _install_exit_handlers(session: Session) -> None:
+    atexit.register(session.close)
+    os.register_at_fork(after_in_child=_after_fork_child)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signame in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, signame, None)
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _on_signal)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # Close the trace, then die of the same signal so the exit status is what it would be.
+    if _session is not None:
+        _session.close(reason=f"signal:{signal.Signals(signum).name}")
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _after_fork_child() -> None:
+    if _session is not None and not _session.closed:
+        try:
+            _session._reopen_after_fork()
+        except Exception as exc:  # never break the forked worker
+            logger.warning("could not open a trace in forked process %d: %s", os.getpid(), exc)
