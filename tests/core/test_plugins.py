@@ -16,8 +16,9 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "tc_example_plugin"
 @pytest.fixture(scope="module")
 def example_plugin():
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(FIXTURE)],
-                   check=True, capture_output=True)
+    res = subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(FIXTURE)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, f"installing the example plugin failed:\n{res.stderr}"
     yield
     subprocess.run([*pip, "uninstall", "-y", "tc-example-plugin"], capture_output=True)
 
