@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -247,7 +247,7 @@ def _configure_logging(quiet: bool) -> None:
     logger.setLevel(logging.ERROR if quiet else logging.INFO)
 
 
-def start_session(config: Config, *, extra_plugins: list[Any] = (), export_env: bool = True
+def start_session(config: Config, *, extra_plugins: Sequence[Any] = (), export_env: bool = True
                   ) -> Session:
     """Start this process's session (idempotent: returns the running one).
 

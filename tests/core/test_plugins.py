@@ -67,7 +67,8 @@ def test_skipped_plugin_gives_one_line_not_a_traceback(example_plugin, runner) -
     res = runner.traincheck("run", "-o", "out", "--plugin", "example_needs_missing", "t.py")
     assert res.returncode == 0
     assert res.stdout.strip() == "ran"
-    assert "plugin example_needs_missing skipped: needs surely-not-installed-framework" in res.stderr
+    assert ("plugin example_needs_missing skipped: needs surely-not-installed-framework"
+            in res.stderr)
     assert "Traceback" not in res.stderr
 
 

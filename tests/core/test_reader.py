@@ -114,7 +114,8 @@ def _valid_trace_bytes() -> bytes:
 VALID = _valid_trace_bytes()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.one_of(
     st.binary(max_size=400),
     st.binary(max_size=200).map(lambda b: MAGIC + b),

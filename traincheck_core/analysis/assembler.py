@@ -141,9 +141,10 @@ class Assembler:
             self.procs[src] = info
             out.append(info)
         elif isinstance(ev, Footer):
-            proc = self.procs.get(src)
-            if proc is not None and isinstance(proc.meta.get("step"), int):
-                out.append(self._step_end(src, proc.meta["step"], ev.t))  # type: ignore[arg-type]
+            known = self.procs.get(src)
+            step = known.meta.get("step") if known is not None else None
+            if isinstance(step, int):
+                out.append(self._step_end(src, step, ev.t))
         return out
 
     def feed_all(self, records: Iterable[Record]) -> Iterator[Item]:
@@ -194,7 +195,8 @@ class Assembler:
 
     def _step_end(self, src: int, step: int, t: int) -> StepEnd:
         states = dict(self.states.get(src, {}))
-        return StepEnd(source=src, step=step, meta=self.procs[src].meta, states=states, t=t)
+        proc = self.procs.get(src) or self._unknown(src)
+        return StepEnd(source=src, step=step, meta=proc.meta, states=states, t=t)
 
     def open_calls(self, src: int) -> dict[int, CallRecord]:
         """Calls of process ``src`` that started and have not ended yet."""

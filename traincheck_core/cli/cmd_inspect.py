@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _as_dict(obj: object) -> object:
     if isinstance(obj, msgspec.Struct):
-        d = {"kind": obj.__struct_config__.tag} if obj.__struct_config__.tag else {}
+        d: dict[str, object] = {}
+        if obj.__struct_config__.tag:
+            d["kind"] = obj.__struct_config__.tag
         d.update({f: _as_dict(getattr(obj, f)) for f in obj.__struct_fields__})
         return d
     if isinstance(obj, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import msgspec
 
@@ -19,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     infos = [load_plugin(i) for i in discover_plugins().values()]
-    rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
-             "requires": list(i.requires), "frameworks": i.frameworks,
-             "loads": i.loadable, "reason": i.skip_reason} for i in infos]
+    rows: list[dict[str, Any]] = [
+        {"name": i.name, "distribution": i.distribution, "version": i.version,
+         "requires": list(i.requires), "frameworks": i.frameworks,
+         "loads": i.loadable, "reason": i.skip_reason} for i in infos]
     if args.json:
         sys.stdout.write(msgspec.json.encode({"autoload": not autoload_disabled(),
                                               "plugins": rows}).decode() + "\n")

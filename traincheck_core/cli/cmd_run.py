@@ -91,9 +91,10 @@ def main(args: argparse.Namespace) -> int:
         "options": options or None,
     }, env={k: v for k, v in os.environ.items() if k != SESSION_ENV})
     make_plugin_manager(config.plugins or None, autoload=config.autoload)  # fail fast on names
-    config = msgspec.structs.replace(config, output=str(Path(config.output).resolve()))
+    output = Path(config.output or default_output_dir()).resolve()
+    config = msgspec.structs.replace(config, output=str(output))
     cmd = _program(args)
-    Path(config.output).mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     export_session_env(config)
     try:
@@ -104,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
     if not config.quiet:
         from .summary import print_run_summary
 
-        print_run_summary(Path(config.output), sys.stderr)
+        print_run_summary(output, sys.stderr)
     return code
 
 

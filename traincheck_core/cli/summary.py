@@ -44,8 +44,9 @@ def summarize_file(path: Path) -> FileSummary:
         elif isinstance(ev, VarState):
             s.variables.add(ev.name)
         elif isinstance(ev, MetaUpdate):
-            if isinstance(ev.values.get("step"), int):
-                s.steps = max(s.steps, ev.values["step"])  # type: ignore[type-var]
+            step = ev.values.get("step")
+            if isinstance(step, int):
+                s.steps = max(s.steps, step)
             if "rank" in ev.values:
                 s.rank = ev.values["rank"]
     return s

@@ -44,6 +44,7 @@ def traincheck_framework_versions() -> dict[str, str]:
 
     Called once per process when the trace header is written, and by ``traincheck plugins``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -61,6 +62,7 @@ def traincheck_value_summarizers() -> dict[Any, Any]:
     Called once per session; the summarizers are then looked up by the core's summary registry
     on the hot path. Keyed by name, a summarizer does not force its framework to be imported.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -91,12 +93,14 @@ def traincheck_uninstrument(session: Session) -> None:
 def traincheck_relation_templates() -> list[Any]:
     """Return extra relation templates (:class:`traincheck_core.relations.Relation` instances)
     that inference may hypothesize and the checker may check."""
+    raise NotImplementedError
 
 
 @hookspec
 def traincheck_invariant_libraries() -> list[str]:
     """Return paths of invariant files (JSON Lines) this plugin ships, pre-inferred for its
     framework; ``traincheck check --library`` and ``run --library`` use them."""
+    raise NotImplementedError
 
 
 @hookspec

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +114,7 @@ def _resolve(names: list[str], installed: dict[str, PluginInfo]) -> list[PluginI
 
 
 def make_plugin_manager(selected: list[str] | None, *, autoload: bool | None = None,
-                        extra: list[Any] = ()) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+                        extra: Sequence[Any] = ()) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """A plugin manager with the selected plugins registered.
 
     ``selected`` names plugins explicitly (entry-point names or module paths); when it is empty

@@ -98,7 +98,7 @@ class TraceFile:
             self.finished = True
 
     def read_all(self) -> list[Event]:
-        """Every complete event in the file now (a truncated tail is ignored, see ``partial_tail``)."""
+        """Every complete event in the file now (a cut-short tail is left, see ``partial_tail``)."""
         return self.read_available()
 
 
