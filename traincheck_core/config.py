@@ -9,11 +9,11 @@ Child processes of a run receive the parent's resolved config as JSON in
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import tomllib
 
 from .errors import UsageError
 

@@ -79,7 +79,7 @@ class SeqSummary(_Struct, tag="l"):
 
     type: str
     n: int
-    items: list["Summary"] = []
+    items: list[Summary] = []
 
 
 class MapSummary(_Struct, tag="m"):
@@ -87,14 +87,14 @@ class MapSummary(_Struct, tag="m"):
 
     type: str
     n: int
-    items: dict[str, "Summary"] = {}
+    items: dict[str, Summary] = {}
 
 
 class ObjSummary(_Struct, tag="o"):
     """Any other object: its qualified type name and, optionally, a few summarized attributes."""
 
     type: str
-    attrs: dict[str, "Summary"] = {}
+    attrs: dict[str, Summary] = {}
 
 
 Summary = Union[Scalar, TensorSummary, SeqSummary, MapSummary, ObjSummary]
