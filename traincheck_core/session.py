@@ -124,6 +124,7 @@ class Session:
             argv=list(sys.argv), started=time.time(), t=time.monotonic_ns()))
         if self.meta:
             writer.emit(MetaUpdate(t=time.monotonic_ns(), values=dict(self.meta)))
+        writer.flush()  # a process killed at any point after this leaves a file with a header
         return writer
 
     @staticmethod
