@@ -58,21 +58,37 @@ def discover_plugins() -> dict[str, PluginInfo]:
 
 
 def check_requirements(requires: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
-    """``(reason to skip or None, {distribution: installed version})`` for requirement strings."""
+    """``(reason to skip or None, {distribution: installed version})`` for requirement strings.
+
+    A string may list alternatives separated by ``|``, e.g. ``"tensorflow>=2 | tensorflow-cpu>=2"``:
+    the first one satisfied counts.
+    """
     versions: dict[str, str] = {}
     for text in requires:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            return f"declares an invalid requirement {text!r}", versions
-        try:
-            have = md.version(req.name)
-        except md.PackageNotFoundError:
-            return f"needs {text}, which is not installed", versions
-        versions[req.name] = have
-        if req.specifier and not req.specifier.contains(have, prereleases=True):
-            return f"needs {text}, found {req.name} {have}", versions
+        reasons = []
+        for alt in (a.strip() for a in text.split("|")):
+            reason, version = _check_one(alt)
+            if reason is None:
+                versions.update(version)
+                break
+            reasons.append(reason)
+        else:
+            return " or ".join(reasons), versions
     return None, versions
+
+
+def _check_one(text: str) -> tuple[str | None, dict[str, str]]:
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        return f"declares an invalid requirement {text!r}", {}
+    try:
+        have = md.version(req.name)
+    except md.PackageNotFoundError:
+        return f"needs {text}, which is not installed", {}
+    if req.specifier and not req.specifier.contains(have, prereleases=True):
+        return f"needs {text}, found {req.name} {have}", {}
+    return None, {req.name: have}
 
 
 def _import_target(target: str) -> Any:

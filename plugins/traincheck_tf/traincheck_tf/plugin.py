@@ -6,7 +6,7 @@ import importlib.metadata as md
 
 from traincheck_core import hookimpl
 
-TRAINCHECK_REQUIRES = ("tensorflow-cpu>=2.15",)
+TRAINCHECK_REQUIRES = ("tensorflow>=2.15 | tensorflow-cpu>=2.15",)
 
 
 @hookimpl
