@@ -13,6 +13,7 @@ import msgspec
 
 from ..config import SESSION_ENV, load_config
 from ..errors import UsageError
+from ..invariants import load_invariants
 from ..plugins.manager import make_plugin_manager
 from ..session import default_output_dir, export_session_env
 
@@ -82,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
     for f in args.invariants:
         if not Path(f).is_file():
             raise UsageError(f"invariants file {f!r} does not exist")
+        load_invariants(f)  # a malformed file is an error here, before the program starts
     config = load_config({
         "output": args.output or os.environ.get("TRAINCHECK_OUTPUT") or default_output_dir(),
         "plugins": plugins or None,

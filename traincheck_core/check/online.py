@@ -1,0 +1,209 @@
+"""Online checking inside the training process.
+
+:func:`attach_online_checker` is called by :func:`traincheck_core.start_session` when
+invariants are configured. It loads them, compiles the instrumentation plan, and adds the
+engine as a session sink. Each new violation is reported at once (stderr line, JSON Lines
+file, ``traincheck_violation`` hook); ``on_violation`` decides what happens to training:
+
+* ``warn``: nothing more, training goes on;
+* ``raise``: :class:`~traincheck_core.ViolationError` is raised from the probe that saw the
+  violation, i.e. into the training loop (adapters let it through);
+* ``stop``: traces are flushed and the process exits with status :data:`STOP_EXIT_CODE`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from .. import __version__
+from ..errors import ViolationError
+from ..events import SCHEMA_VERSION, Event, Header, MetaUpdate
+from ..invariants import Invariant, Violation, load_invariants
+from ..plugins import hookimpl
+from ..trace.reader import Record
+from .engine import CheckEngine
+from .plan import available_relations, compile_plan
+from .sinks import ViolationLog, violation_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..session import InstrumentationPlan, Session
+
+__all__ = ["attach_online_checker", "OnlineChecker", "STOP_EXIT_CODE", "load_all"]
+
+#: Exit status of a process stopped by ``--on-violation stop``.
+STOP_EXIT_CODE = 3
+VIOLATIONS_FILE = "violations.jsonl"
+
+
+def load_all(paths: list[str]) -> list[Invariant]:
+    """Invariants of every file, first occurrence of an id wins."""
+    out: dict[str, Invariant] = {}
+    for p in paths:
+        for inv in load_invariants(p):
+            out.setdefault(inv.id, inv)
+    return list(out.values())
+
+
+def attach_online_checker(session: Session) -> InstrumentationPlan:
+    """Start checking this process's events against ``session.config.invariants``.
+
+    Raises :class:`~traincheck_core.InvariantFileError` for a missing or malformed file.
+    Returns the plan the adapters should instrument.
+    """
+    invariants = load_all(list(session.config.invariants))
+    relations = available_relations(session.pm)
+    checker = OnlineChecker(session, invariants, relations)
+    session.add_sink(checker.sink)
+    session.pm.register(checker, name=f"traincheck-online-checker-{id(checker)}")
+    unknown = sorted({i.relation for i in invariants} - set(relations))
+    if unknown:
+        session.log_once("online:unknown", f"{len(invariants)} invariants loaded; relations "
+                         f"{', '.join(unknown)} are not available, their invariants are "
+                         "not checked")
+    return compile_plan(invariants, relations)
+
+
+class OnlineChecker:
+    """The engine as a session sink, plus violation reporting. Fails open."""
+
+    def __init__(self, session: Session, invariants: list[Invariant], relations) -> None:
+        self.session = session
+        self.mode = session.config.on_violation
+        self.quiet = session.config.quiet
+        self.engine = CheckEngine(invariants, relations, on_error=self._checker_failed,
+                                  source_names={0: f"{socket.gethostname()}:{os.getpid()}"})
+        self._introduce()
+        self.log = ViolationLog(Path(session.output_dir) / VIOLATIONS_FILE)
+        self._lock = threading.Lock()
+        self.off = False
+        self.finished = False
+
+    def _introduce(self) -> None:
+        """The header and meta were written before this sink existed: tell the engine."""
+        s = self.session
+        head = Header(schema=SCHEMA_VERSION, run_id=s.run_id, host=socket.gethostname(),
+                      pid=os.getpid(), ppid=os.getppid(), rank=_env_int("RANK"),
+                      world_size=_env_int("WORLD_SIZE"), local_rank=_env_int("LOCAL_RANK"),
+                      python=sys.version.split()[0], traincheck=__version__, frameworks={},
+                      plugins={}, argv=list(sys.argv), started=time.time(), t=s.now())
+        self.engine.feed_record(Record(0, head))
+        if s.meta:
+            self.engine.feed_record(Record(0, MetaUpdate(t=s.now(), values=dict(s.meta))))
+
+    # -- the hot path ------------------------------------------------------------------------
+    def sink(self, event: Event) -> None:
+        if self.off:
+            return
+        try:
+            with self._lock:
+                new = self.engine.feed_record(Record(0, event))
+        except Exception as exc:  # never harm training: switch checking off, say so once
+            self.off = True
+            self.session.log_once("online:engine", f"online checking failed and is off "
+                                  f"({type(exc).__name__}: {exc}); the trace is still written, "
+                                  "check it later with `traincheck check`")
+            return
+        for v in new:
+            self.report(v)
+
+    # -- reporting ---------------------------------------------------------------------------
+    def report(self, v: Violation, *, at_exit: bool = False) -> None:
+        """Tell the user now; then warn, raise or stop."""
+        with self.session.suppressed():
+            self._publish(v)
+        if at_exit or self.mode == "warn":
+            return
+        if self.mode == "raise":
+            raise ViolationError(f"traincheck: {violation_line(v)}")
+        self._stop(v)
+
+    def _publish(self, v: Violation) -> None:
+        self.session.violations.append(v)
+        if not self.quiet:
+            print(f"traincheck: {violation_line(v)}", file=sys.stderr, flush=True)
+        try:
+            self.log.write(v)
+        except OSError as exc:
+            self.session.log_once("online:log", f"cannot append to {self.log.path}: {exc}")
+        try:
+            self.session.pm.hook.traincheck_violation(violation=v, session=self.session)
+        except Exception as exc:
+            self.session.log_once("online:hook", f"a traincheck_violation plugin failed: {exc}")
+
+    def _stop(self, v: Violation) -> None:
+        print(f"traincheck: stopping training (--on-violation stop) at step {v.step}, rank "
+              f"{v.rank}: invariant {v.invariant} was violated. Traces and violations are in "
+              f"{self.session.output_dir}; inspect them with `traincheck report "
+              f"{self.session.output_dir}`.", file=sys.stderr, flush=True)
+        self.close()
+        self.session.close(reason="violation")
+        os._exit(STOP_EXIT_CODE)
+
+    def _checker_failed(self, relation: str, exc: BaseException) -> None:
+        self.session.log_once(f"online:checker:{relation}",
+                              f"the {relation} checker failed ({type(exc).__name__}: {exc}) "
+                              "and is off; its invariants are not checked in this process")
+
+    # -- end of run --------------------------------------------------------------------------
+    @hookimpl
+    def traincheck_session_finish(self, session: Session, reason: str) -> None:
+        if session is self.session:
+            self.close()
+
+    def close(self) -> None:
+        """Flush pending checks, write this process's result, print a one-line summary."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            with self._lock:
+                pending = [] if self.off else self.engine.finish()
+            for v in pending:
+                self.report(v, at_exit=True)
+            result = self.engine.result()
+            result.invariants_file = list(self.session.config.invariants)
+            self._write_result(result)
+            if not self.quiet:
+                print(f"traincheck: {summary_line(result)}", file=sys.stderr, flush=True)
+        except Exception as exc:
+            self.session.log_once("online:close", f"could not finish online checking: {exc}")
+        finally:
+            self.log.close()
+
+    def _write_result(self, result) -> None:
+        name = f"checkresult-{socket.gethostname()}-{os.getpid()}.json"
+        path = Path(self.session.output_dir) / name
+        tmp = path.with_name(name + ".tmp")
+        tmp.write_bytes(msgspec.json.encode(result))
+        os.replace(tmp, path)
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def summary_line(result) -> str:
+    violated = result.violated
+    held = result.by_status("held")
+    never = result.by_status("not-triggered")
+    text = (f"checked {len(result.outcomes)} invariants: {len(violated)} violated, "
+            f"{len(held)} held, {len(never)} never triggered")
+    if violated:
+        steps = [o.first_step for o in violated if o.first_step is not None]
+        repeats = sum(o.repeats for o in violated)
+        if steps:
+            text += f"; first violation at step {min(steps)}"
+        if repeats:
+            text += f"; {repeats} repeated violations counted, not printed"
+    return text
