@@ -1,0 +1,246 @@
+"""The adapter's per-process state and the one generic call probe every wrapper uses.
+
+A wrapped API runs in one of two modes:
+
+* **eager** (concrete arguments): a ``CallStart``/``CallReturn`` pair is emitted, arguments are
+  summarized with fingerprints, tracked variables that changed across the call are emitted as
+  ``VarState`` events with the call's id;
+* **traced** (inside the tracing of a ``jax.jit`` function, or under ``grad``/``vmap``): no
+  value is read. Inside a jitted function's trace the call is recorded into that function's
+  *trace profile* (API name and static facts); each later call of the compiled function
+  replays the profile as child calls marked ``in_jit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from traincheck_core import (
+    CallError,
+    CallReturn,
+    CallStart,
+    MapSummary,
+    ObjSummary,
+    Scalar,
+    SeqSummary,
+    Session,
+    TensorSummary,
+    VarState,
+)
+
+from .arrays import ArrayKit
+from .pytrees import flatten_vars
+
+__all__ = ["JaxAdapter", "Frame", "LIB_PREFIXES", "api_of_update_fn"]
+
+# Call sites inside these packages are library internals, not "training as people write it".
+LIB_PREFIXES = ("jax", "jaxlib", "flax", "optax", "traincheck_jax", "traincheck_core",
+                "orbax", "chex")
+
+UPDATE_APIS = ("optax.GradientTransformation.update", "optax.apply_updates",
+               "flax.training.train_state.TrainState.apply_gradients",
+               "flax.nnx.Optimizer.update")
+GRAD_APIS = ("jax.grad.", "jax.value_and_grad.")
+FORWARD_APIS = ("flax.linen.Module.apply", "flax.nnx.Module.__call__")
+
+
+_SUMMARIES = (Scalar, ObjSummary, MapSummary, SeqSummary, TensorSummary)
+
+
+@dataclass
+class Frame:
+    """Calls recorded while one jitted function was being traced."""
+
+    entries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def api_of_update_fn(fn: Any) -> str:
+    """``optax.chain`` from ``optax.transforms._combining`` / ``chain.<locals>.update_fn``."""
+    qual = getattr(fn, "__qualname__", "") or ""
+    outer = qual.split(".<locals>")[0] if ".<locals>" in qual else qual
+    return f"optax.{outer}" if outer else "optax.?"
+
+
+class JaxAdapter:
+    """Everything the probes share in one process."""
+
+    def __init__(self, session: Session, jax: Any) -> None:
+        self.session = session
+        self.kit = ArrayKit(jax)
+        self.jtu = jax.tree_util
+        self.active = True
+        self.var_fp: dict[str, str | None] = {}
+        self.grad_fp: dict[str, str | None] = {}
+        self.step = 0
+        self.explicit_stage = False  # nnx .train()/.eval() seen: they govern the stage
+        self._tls = threading.local()
+
+    # -- thread-local stacks ----------------------------------------------------------------
+    def frames(self) -> list[Frame]:
+        f = getattr(self._tls, "frames", None)
+        if f is None:
+            f = self._tls.frames = []
+        return f
+
+    def calls(self) -> list[int]:
+        c = getattr(self._tls, "calls", None)
+        if c is None:
+            c = self._tls.calls = []
+        return c
+
+    def bypass(self, probe: str) -> bool:
+        """True when this probe must stay out of the way (off, failed, or our own work)."""
+        s = self.session
+        return not self.active or probe in s.disabled_probes or s.is_suppressed()
+
+    # -- summaries ----------------------------------------------------------------------------
+    def summarize(self, value: Any, traced: bool) -> Any:
+        # Containers go through the core registry, where this adapter registered arrays and
+        # tracers (tracers summarize to shape/dtype only, so nothing is concretized).
+        if isinstance(value, _SUMMARIES):
+            return value
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            return self.kit.summarize(value, fingerprint=False if traced else None)
+        return self.session.summarize(value)
+
+    def summarize_args(self, named: dict[str, Any], traced: bool) -> dict[str, Any]:
+        return {k: self.summarize(v, traced) for k, v in named.items()}
+
+    # -- events ---------------------------------------------------------------------------
+    def start(self, api: str, args: dict[str, Any], loc: str | None = None,
+              t: int | None = None) -> int:
+        cid = self.session.next_call_id()
+        stack = self.calls()
+        self.session.emit(CallStart(t=self.session.now() if t is None else t, id=cid,
+                                    parent=stack[-1] if stack else 0, api=api,
+                                    thread=threading.get_ident(), args=args, loc=loc))
+        stack.append(cid)
+        return cid
+
+    def end(self, cid: int, ret: Any = None, exc: BaseException | None = None) -> None:
+        stack = self.calls()
+        if stack and stack[-1] == cid:
+            stack.pop()
+        now = self.session.now()
+        if exc is None:
+            self.session.emit(CallReturn(t=now, id=cid, ret=ret))
+        else:
+            self.session.emit(CallError(t=now, id=cid, exc_type=type(exc).__name__,
+                                        message=str(exc)[:200]))
+
+    def observe_vars(self, pairs: list[tuple[str, Any]], call: int) -> None:
+        """Emit ``VarState`` for leaves first seen (``call=0``) or changed (``call``)."""
+        plan = self.session.plan
+        for name, leaf in pairs:
+            if self.kit.is_tracer(leaf) or not plan.wants_variable(name):
+                continue
+            fp = self.kit.fingerprint(leaf)
+            known = name in self.var_fp
+            grad = self.grad_fp.get(name)
+            if known and self.var_fp[name] == fp:
+                continue
+            self.var_fp[name] = fp
+            self.session.emit(VarState(t=self.session.now(), name=name, vtype="jax.Array",
+                                       attrs=self.kit.var_attrs(leaf, grad),
+                                       call=call if known else 0))
+
+    def vars_of(self, tree: Any, root: str | None) -> list[tuple[str, Any]]:
+        return flatten_vars(self.jtu, tree, root)
+
+    def note_grads(self, tree: Any, root: str) -> None:
+        """Remember fingerprints of concrete gradient leaves, named like their parameters."""
+        for name, leaf in flatten_vars(self.jtu, tree, root):
+            if not self.kit.is_tracer(leaf):
+                self.grad_fp[name] = self.kit.fingerprint(leaf)
+
+    # -- meta --------------------------------------------------------------------------------
+    def advance_step(self) -> None:
+        self.step += 1
+        self.session.set_meta(step=self.step)
+
+    def ensure_rank(self) -> None:
+        """Rank from ``jax.process_index()`` once a backend exists (never initialize one
+        early: ``jax.distributed.initialize`` must run first)."""
+        if "rank" not in self.session.meta or self.session.meta.get("rank") is None:
+            jax = self.kit.jax
+            self.session.set_meta(rank=jax.process_index(), world_size=jax.process_count())
+
+    def set_stage(self, stage: str, explicit: bool = False) -> None:
+        if explicit:
+            self.explicit_stage = True
+        elif self.explicit_stage:
+            return
+        self.session.set_meta(stage=stage)
+
+    # -- the generic probe -------------------------------------------------------------------
+    def call(self, probe: str, api: str, fn: Callable[..., Any], args: tuple, kwargs: dict,
+             named: Callable[[], dict[str, Any]],
+             after: Callable[[int, Any], None] | None = None,
+             before: Callable[[], None] | None = None, keep_ret: bool = False) -> Any:
+        """Run ``fn(*args, **kwargs)`` observed as ``api``; fail open on any probe error."""
+        if self.bypass(probe):
+            return fn(*args, **kwargs)
+        try:
+            with self.session.suppressed():
+                nm = named()
+                frames = self.frames()  # non-empty: a jitted function is being traced
+                traced = bool(frames) or self.kit.any_tracer(
+                    self.jtu.tree_leaves(list(nm.values())))
+                if frames:
+                    frames[-1].entries.append((api, self.summarize_args(nm, True)))
+                    cid = 0
+                else:
+                    if before is not None and not traced:
+                        before()
+                    cid = self.start(api, self.summarize_args(nm, traced), caller_loc())
+        except Exception as exc:
+            self.session.probe_failed(probe, exc)
+            return fn(*args, **kwargs)
+        if not cid:
+            return fn(*args, **kwargs)
+        try:
+            out = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._safe(probe, functools.partial(self.end, cid, exc=exc))
+            raise
+        def finish() -> None:
+            if after is not None and not traced:
+                after(cid, out)
+            self.end(cid, ret=self.summarize(out, traced) if keep_ret else None)
+
+        self._safe(probe, finish)
+        return out
+
+    def _safe(self, probe: str, work: Callable[[], Any]) -> None:
+        try:
+            with self.session.suppressed():
+                work()
+        except Exception as exc:
+            self.session.probe_failed(probe, exc)
+
+
+def caller_loc() -> str | None:
+    """``file:line`` of the first frame outside JAX, Flax, Optax and traincheck."""
+    f = sys._getframe(2)
+    while f is not None:
+        mod = f.f_globals.get("__name__", "")
+        if mod.split(".", 1)[0] not in LIB_PREFIXES and mod != "wrapt" and \
+                not mod.startswith("wrapt."):
+            return f"{f.f_code.co_filename}:{f.f_lineno}"
+        f = f.f_back
+    return None
+
+
+def called_from_library(depth: int = 2) -> bool:
+    """True when the direct caller (skipping wrapt frames) is JAX/Flax/Optax internals."""
+    f = sys._getframe(depth)
+    while f is not None and f.f_globals.get("__name__", "").startswith(("wrapt", "traincheck_jax")):
+        f = f.f_back
+    if f is None:
+        return False
+    return f.f_globals.get("__name__", "").split(".", 1)[0] in LIB_PREFIXES

@@ -1,0 +1,216 @@
+"""Calls of ``jax.jit``-compiled functions, observed at their call boundary.
+
+``jax.jit(f)`` returns the real compiled function inside a transparent ``wrapt`` proxy
+(``.lower``, ``.trace``, ``.clear_cache`` keep working); nothing is added to ``f`` or to the
+compiled program. Each call of it is a ``jax.jit.<qualname of f>`` call whose arguments are
+summarized under their parameter names, whose tracked variables (``params``/``opt_state``
+leaves) are emitted when first seen and when the call changed them, and whose *trace profile*
+(the Optax/Flax/PRNG calls recorded while JAX traced ``f``) is replayed as child calls marked
+``in_jit``. The profile also yields the stage (a function that computes gradients or updates
+parameters is ``train``; one that only runs the model is ``eval``) and the step (a call that
+updates parameters completes one optimizer step).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import wrapt
+
+from traincheck_core import Scalar
+
+from .adapter import (
+    FORWARD_APIS,
+    GRAD_APIS,
+    UPDATE_APIS,
+    Frame,
+    JaxAdapter,
+    called_from_library,
+    caller_loc,
+)
+from .pytrees import flatten_vars, var_root
+
+__all__ = ["JitProbe"]
+
+Profile = list  # list[tuple[api, args]]
+
+
+@dataclass
+class JitInfo:
+    api: str
+    sig: inspect.Signature | None
+    profiles: dict[Any, Profile] = field(default_factory=dict)
+    last: Profile | None = None
+
+
+@dataclass
+class Pre:
+    named: dict[str, Any]
+    args: dict[str, Any]
+    key: Any
+    roots: dict[Any, str]
+    cache_size: int
+    cid: int = 0
+
+
+class JitProbe:
+    """Replaces ``jax.jit`` with a function returning observed compiled functions."""
+
+    def __init__(self, ad: JaxAdapter, original: Any) -> None:
+        self.ad = ad
+        self.original = original
+
+    def make_jit(self) -> Any:
+        original = self.original
+
+        @functools.wraps(original)
+        def jit(fun: Any = None, *a: Any, **kw: Any) -> Any:
+            if fun is None:  # decorator-factory use: @jax.jit(static_argnames=...)
+                return lambda f: jit(f, *a, **kw)
+            jitted = original(fun, *a, **kw)
+            if self.ad.bypass("jit") or called_from_library():
+                return jitted
+            try:
+                info = JitInfo(api=f"jax.jit.{_qualname(fun)}", sig=_signature(fun))
+                return wrapt.FunctionWrapper(jitted, functools.partial(self._call, info))
+            except Exception as exc:
+                self.ad.session.probe_failed("jit", exc)
+                return jitted
+
+        return jit
+
+    # -- a call of the compiled function ---------------------------------------------------
+    def _call(self, info: JitInfo, wrapped: Any, instance: Any, args: tuple, kwargs: dict
+              ) -> Any:
+        ad = self.ad
+        if ad.bypass("jit"):
+            return wrapped(*args, **kwargs)
+        frames = ad.frames()
+        if frames:  # called while another jitted function is being traced
+            frames[-1].entries.append((info.api, {"in_jit": Scalar(True)}))
+            return wrapped(*args, **kwargs)
+        try:
+            with ad.session.suppressed():
+                pre = self._before(info, wrapped, args, kwargs)
+        except Exception as exc:
+            ad.session.probe_failed("jit", exc)
+            return wrapped(*args, **kwargs)
+        if pre is None:
+            return wrapped(*args, **kwargs)
+        frame = Frame()
+        frames.append(frame)
+        try:
+            out = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            frames.pop()
+            ad._safe("jit", functools.partial(self._failed, info, pre, exc))
+            raise
+        frames.pop()
+        ad._safe("jit", lambda: self._after(info, pre, wrapped, frame, out))
+        return out
+
+    def _before(self, info: JitInfo, wrapped: Any, args: tuple, kwargs: dict) -> Pre | None:
+        ad = self.ad
+        named = _bind(info.sig, args, kwargs)
+        leaves, treedef = ad.jtu.tree_flatten((args, kwargs))
+        if ad.kit.any_tracer(leaves):
+            return None  # under grad/vmap of eager code: nothing concrete to observe here
+        key = (treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x))))
+                              for x in leaves))
+        roots: dict[Any, str] = {}
+        for name, value in named.items():
+            root = var_root(name)
+            if root is not None:
+                roots.setdefault(ad.jtu.tree_structure(value), root)
+            ad.observe_vars(flatten_vars(ad.jtu, value, root), 0)  # read before donation
+        pre = Pre(named=named, args=ad.summarize_args(named, False), key=key, roots=roots,
+                  cache_size=_cache_size(wrapped))
+        profile = info.profiles.get(key, info.last)
+        if profile is not None:
+            self._stage(profile)
+            pre.cid = ad.start(info.api, pre.args, caller_loc())
+        return pre
+
+    def _after(self, info: JitInfo, pre: Pre, wrapped: Any, frame: Frame, out: Any) -> None:
+        ad = self.ad
+        if frame.entries or (info.last is None and _cache_size(wrapped) != pre.cache_size):
+            info.profiles[pre.key] = info.last = frame.entries  # JAX traced f just now
+        profile = info.profiles.get(pre.key, info.last) or []
+        if not pre.cid:
+            self._stage(profile)
+            pre.cid = ad.start(info.api, pre.args, caller_loc())
+        for api, args in profile:
+            ad.end(ad.start(api, {**args, "in_jit": Scalar(True)}))
+        ad.observe_vars(self._out_vars(pre, out), pre.cid)
+        ad.end(pre.cid, ret=ad.summarize(out, False))
+        ad.ensure_rank()
+        if _updates(profile):
+            ad.advance_step()
+
+    def _failed(self, info: JitInfo, pre: Pre, exc: BaseException) -> None:
+        if not pre.cid:
+            pre.cid = self.ad.start(info.api, pre.args, caller_loc())
+        self.ad.end(pre.cid, exc=exc)
+
+    def _stage(self, profile: Profile) -> None:
+        apis = [api for api, _ in profile]
+        if _updates(profile) or any(a.startswith(GRAD_APIS) for a in apis):
+            self.ad.set_stage("train")
+        elif any(a.startswith(FORWARD_APIS) for a in apis):
+            self.ad.set_stage("eval")
+
+    def _out_vars(self, pre: Pre, out: Any) -> list[tuple[str, Any]]:
+        """Tracked leaves of the result: by path segment, or by having the structure of a
+        variable argument (``return new_params, new_opt_state, loss``)."""
+        jtu = self.ad.jtu
+        parts = list(out) if isinstance(out, (tuple, list)) else [out]
+        pairs: list[tuple[str, Any]] = []
+        for part in parts:
+            root = pre.roots.get(jtu.tree_structure(part)) if pre.roots else None
+            pairs += flatten_vars(jtu, part, root)
+        return pairs
+
+
+def _updates(profile: Profile) -> bool:
+    return any(api in UPDATE_APIS for api, _ in profile)
+
+
+def _qualname(fun: Any) -> str:
+    f = fun.func if isinstance(fun, functools.partial) else fun
+    return getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or type(f).__name__
+
+
+def _signature(fun: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fun)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bind(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:
+    if sig is not None:
+        try:
+            bound = sig.bind(*args, **kwargs)
+            out: dict[str, Any] = {}
+            for k, v in bound.arguments.items():
+                kind = sig.parameters[k].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    out.update({f"{k}{i}": x for i, x in enumerate(v)})
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    out.update(v)
+                else:
+                    out[k] = v
+            return out
+        except TypeError:
+            pass
+    return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+
+
+def _cache_size(wrapped: Any) -> int:
+    try:
+        return int(wrapped._cache_size())
+    except Exception:
+        return -1
