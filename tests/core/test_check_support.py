@@ -85,7 +85,7 @@ class RanksEqualChecker(RelationChecker):
         if not isinstance(item, StepEnd):
             return ()
         out = []
-        rank = item.meta.get("rank")
+        rank = item.meta.get("rank") or 0
         for inv in self.invs:
             var = inv.params["var"]
             if var not in item.states:
@@ -184,8 +184,8 @@ class FakeAdapter:
         tag = f"r{self.rank}" if diverge_from is not None and step >= diverge_from else ""
         return f"{name}:{step}{tag}"
 
-    def run(self, steps: int, frozen_from: int | None = None, diverge_from: int | None = None
-            ) -> None:
+    def run(self, steps: int, frozen_from: int | None = None, diverge_from: int | None = None,
+            on_step=None) -> None:
         for name in PARAMS:
             self.emit(VarState(t=self.now(), name=name, vtype="param",
                                attrs={"data": self.fp(name, -1, None, None)}))
@@ -199,6 +199,8 @@ class FakeAdapter:
                                    attrs={"data": self.fp(name, step, frozen_from,
                                                           diverge_from)}))
             self.emit(CallReturn(t=self.now(), id=cid))
+            if on_step is not None:
+                on_step(step)
         self.emit(MetaUpdate(t=self.now(), values={"step": steps}))
 
 
@@ -226,3 +228,20 @@ def synthetic_records(steps: int = 6, ranks: int = 1, frozen_from: int | None = 
                 ev.t = clock()
                 out.append(Record(rank, ev))
     return out
+
+
+def write_run(run_dir, records: list[Record]) -> None:
+    """Write a synthetic stream as a run directory: one trace file per process."""
+    from pathlib import Path
+
+    from traincheck_core.trace import TraceWriter, trace_file_name
+
+    writers = {}
+    for rec in records:
+        if rec.source not in writers:
+            ev = rec.event
+            writers[rec.source] = TraceWriter(
+                Path(run_dir) / trace_file_name(ev.host, ev.pid, ev.rank), interval=0)
+        writers[rec.source].emit(rec.event)
+    for w in writers.values():
+        w.close(t=1 << 41)

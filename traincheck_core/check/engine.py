@@ -53,13 +53,15 @@ class CheckEngine:
 
     def __init__(self, invariants: Sequence[Invariant], relations: Mapping[str, Relation], *,
                  nested: bool = False, on_error: ErrorHandler | None = None,
-                 source_names: Mapping[int, str] | None = None) -> None:
+                 source_names: Mapping[int, str] | None = None,
+                 on_repeat: Callable[[Violation], None] | None = None) -> None:
         self.invariants = {inv.id: inv for inv in invariants}
         self.relations = relations
         self.outcomes: dict[str, InvariantOutcome] = {i: outcome_for(v)
                                                       for i, v in self.invariants.items()}
         self.assembler = Assembler(nested=nested)
         self.on_error = on_error
+        self.on_repeat = on_repeat  # sees every repeated violation (e.g. to log it)
         self.source_names = dict(source_names or {})
         self.checkers: dict[str, RelationChecker] = {}
         self.failures: dict[str, CheckerFailure] = {}
@@ -158,6 +160,8 @@ class CheckEngine:
                 self._reported.add(key)
                 o.firsts.append(v)
                 new.append(v)
+            elif self.on_repeat is not None:
+                self.on_repeat(v)
         return new
 
     def _count(self, o: InvariantOutcome, v: Violation, item: Item | None) -> None:

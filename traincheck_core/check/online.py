@@ -78,10 +78,11 @@ class OnlineChecker:
         self.session = session
         self.mode = session.config.on_violation
         self.quiet = session.config.quiet
-        self.engine = CheckEngine(invariants, relations, on_error=self._checker_failed,
-                                  source_names={0: f"{socket.gethostname()}:{os.getpid()}"})
-        self._introduce()
         self.log = ViolationLog(Path(session.output_dir) / VIOLATIONS_FILE)
+        self.engine = CheckEngine(invariants, relations, on_error=self._checker_failed,
+                                  source_names={0: f"{socket.gethostname()}:{os.getpid()}"},
+                                  on_repeat=self._log)
+        self._introduce()
         self._lock = threading.Lock()
         self.off = False
         self.finished = False
@@ -129,14 +130,17 @@ class OnlineChecker:
         self.session.violations.append(v)
         if not self.quiet:
             print(f"traincheck: {violation_line(v)}", file=sys.stderr, flush=True)
-        try:
-            self.log.write(v)
-        except OSError as exc:
-            self.session.log_once("online:log", f"cannot append to {self.log.path}: {exc}")
+        self._log(v)
         try:
             self.session.pm.hook.traincheck_violation(violation=v, session=self.session)
         except Exception as exc:
             self.session.log_once("online:hook", f"a traincheck_violation plugin failed: {exc}")
+
+    def _log(self, v: Violation) -> None:
+        try:
+            self.log.write(v)
+        except OSError as exc:
+            self.session.log_once("online:log", f"cannot append to {self.log.path}: {exc}")
 
     def _stop(self, v: Violation) -> None:
         print(f"traincheck: stopping training (--on-violation stop) at step {v.step}, rank "

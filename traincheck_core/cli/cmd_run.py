@@ -108,7 +108,23 @@ def main(args: argparse.Namespace) -> int:
         from .summary import print_run_summary
 
         print_run_summary(output, sys.stderr)
+        if config.invariants:
+            _print_check_summary(output, config.invariants)
     return code
+
+
+def _print_check_summary(run_dir: Path, invariant_files: list[str]) -> None:
+    """The online check's table and diagnoses, merged over every process of the run."""
+    from ..check.online import load_all
+    from ..report.load import load_run_result, with_invariants
+    from ..report.terminal import format_summary
+
+    try:
+        invariants = load_all(invariant_files)
+        result = with_invariants(load_run_result(run_dir), invariants)
+        print(format_summary(result, {i.id: i for i in invariants}), file=sys.stderr)
+    except Exception as exc:  # the run is over; a summary problem must not change its status
+        print(f"traincheck: could not summarize the online check: {exc}", file=sys.stderr)
 
 
 def _run_child(cmd: list[str]) -> int:

@@ -120,6 +120,7 @@ def _statement(inv: Invariant | None, o: InvariantOutcome) -> str:
         where.append(f"on rank{'s' if len(o.ranks) > 1 else ''} "
                      f"{', '.join(map(str, o.ranks))}")
     what = first.message if first is not None else "it was violated"
+    what = what if what.endswith((".", "!", "?")) else what + "."
     text = f"Expected: {expected.rstrip('.')}. {' '.join(where).capitalize() or 'Here'}: {what}"
     if o.steps_violated > 1:
         text += f" This happened in {o.steps_violated} steps ({o.occurrences} violations)."

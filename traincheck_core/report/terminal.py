@@ -43,7 +43,7 @@ def format_summary(result: CheckResult, invariants: Mapping[str, Invariant] | No
     outcomes = sorted(result.outcomes, key=lambda o: (STATUS_ORDER[o.status],
                                                       o.first_step or 0, o.id))
     counts = {s: len(result.by_status(s)) for s in STATUS_ORDER}
-    lines = [f"traincheck check: {len(outcomes)} invariants over {result.processes} "
+    lines = [f"traincheck: {len(outcomes)} invariants checked over {result.processes} "
              f"process(es), {result.events} events: " + ", ".join(
                  f"{n} {s}" for s, n in counts.items() if n)]
     shown = [o for o in outcomes if o.status in ("violated", "error") or show_held]
