@@ -116,3 +116,9 @@ def traincheck_violation(violation: Any, session: Session | None) -> None:
 def traincheck_session_finish(session: Session, reason: str) -> None:
     """The session is closing (``reason``: ``exit``, ``signal:SIGTERM``, ...): flush your own
     state. The trace is closed after this returns."""
+
+
+@hookspec
+def traincheck_api_catalog() -> list[str]:
+    """Return the canonical names of the APIs this plugin can instrument, resolved against the
+    installed framework (``traincheck apis`` prints them). May import the framework."""

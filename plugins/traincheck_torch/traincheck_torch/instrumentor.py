@@ -1,0 +1,402 @@
+"""TorchInstrumentor: installs and removes every probe of the PyTorch adapter.
+
+Probes use torch's own hook points where they exist (global module forward hooks, global
+optimizer step hooks, ``register_post_accumulate_grad_hook``) and reversible wrapt patches
+elsewhere (see :mod:`.catalog`). Every probe fails open: an exception inside it is reported with
+``session.probe_failed`` (logged once, that probe switched off) and never reaches the training
+loop; :class:`traincheck_core.ViolationError` is let through on purpose. All of traincheck's own
+tensor work runs inside ``session.suppressed()`` and ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import wrapt
+
+from traincheck_core import (
+    InstrumentationPlan,
+    ObjSummary,
+    Scalar,
+    Session,
+    Summary,
+    ViolationError,
+    type_name,
+)
+
+from .calls import CallTracer
+from .catalog import ApiSpec, catalog, resolve
+from .metavars import MetaState
+from .naming import unwrap
+from .patching import Patcher
+from .summarize import module_summary, summarize_value
+from .variables import ALL, GRAD, VariableTracker
+
+__all__ = ["TorchInstrumentor", "FORWARD", "STEP"]
+
+log = logging.getLogger("traincheck")
+FORWARD = "torch.nn.Module.forward"
+STEP = "torch.optim.Optimizer.step"
+MAX_ARGS = 8
+
+
+class TorchInstrumentor:
+    """Idempotent, reversible instrumentation of torch for one session."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.plan = InstrumentationPlan()
+        self.installed = False
+        self._hook_registered = False
+        self._handles: list[Any] = []
+        self._patcher = Patcher()
+        self._families: dict[str, str] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def instrument(self, session: Session, plan: InstrumentationPlan) -> None:
+        """Instrument torch now if it is imported, else as soon as it is."""
+        if self.installed:
+            return
+        self.session, self.plan = session, plan
+        if not self._hook_registered:
+            self._hook_registered = True
+            wrapt.when_imported("torch")(self._on_torch_import)
+        elif "torch" in sys.modules:
+            self._on_torch_import(sys.modules["torch"])
+
+    def _on_torch_import(self, module: Any) -> None:
+        if self.installed or self.session is None or self.session.closed:
+            return
+        try:
+            self._install()
+        except Exception as exc:  # fail open: the program runs untraced
+            log.warning("traincheck-torch could not instrument torch and is off: %s: %s",
+                        type(exc).__name__, exc)
+            self.uninstrument()
+
+    def uninstrument(self) -> None:
+        """Remove every hook and patch (torch stays importable and behaves as before)."""
+        for h in self._handles:
+            try:
+                h.remove()
+            except Exception:
+                pass
+        self._handles.clear()
+        self._patcher.undo()
+        if getattr(self, "vars", None) is not None:
+            self.vars.uninstall()
+        self.installed = False
+
+    def _install(self) -> None:
+        import torch
+
+        s = self.session
+        assert s is not None
+        self.torch = torch
+        self.tracer = CallTracer(s)
+        self.vars = VariableTracker(s)
+        self.meta = MetaState(s)
+        self._is_compiling = torch.compiler.is_compiling
+        self.installed = True
+        with self.quiet():
+            self.meta.start()
+        plan = self.plan
+        if plan.wants_api(FORWARD):
+            from torch.nn.modules import module as nn_module
+
+            self._handles.append(nn_module.register_module_forward_pre_hook(self._fwd_pre))
+            self._handles.append(nn_module.register_module_forward_hook(self._fwd_post,
+                                                                        always_call=True))
+        if plan.wants_api(STEP):
+            from torch.optim import optimizer as optim_module
+
+            self._handles.append(optim_module.register_optimizer_step_pre_hook(self._step_pre))
+            self._handles.append(
+                optim_module.register_optimizer_step_post_hook(self._step_post))
+        for spec in catalog():
+            if plan.wants_api(spec.api) or spec.post in ("opt_init", "ddp_init", "dist_init"):
+                self._patch(spec)
+
+    def _patch(self, spec: ApiSpec) -> None:
+        found = resolve(spec)
+        if found is None:
+            return
+        owner, raw = found
+        if isinstance(raw, wrapt.FunctionWrapper):
+            return  # already ours (a second adapter instance must not stack wrappers)
+        self._families[spec.api] = spec.family
+        self._patcher.wrap(owner, spec.attr, raw, self._wrapper(spec))
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """traincheck's own tensor work: untraced and outside autograd."""
+        assert self.session is not None
+        with self.session.suppressed(), self.torch.no_grad():
+            yield
+
+    def _failed(self, probe: str, exc: BaseException) -> None:
+        if self.session is not None:
+            self.session.probe_failed(probe, exc)
+
+    # -- module forward (global hooks) -------------------------------------------------------
+    def _fwd_pre(self, mod: Any, args: tuple) -> None:
+        if self._is_compiling():
+            return None
+        s = self.session
+        if s is None or s.is_suppressed() or FORWARD in s.disabled_probes:
+            return None
+        try:
+            names = self.vars.module_names
+            if not self.tracer.stack():
+                self._top_forward(mod)
+            summary: dict[str, Summary] = {"self": module_summary(mod, names)}
+            for i, a in enumerate(args[:MAX_ARGS]):
+                summary[str(i)] = summarize_value(s, a, names, 1)
+            self.tracer.start(FORWARD, summary, id(mod))
+        except ViolationError:
+            raise
+        except Exception as exc:
+            self._failed(FORWARD, exc)
+        return None
+
+    def _top_forward(self, mod: Any) -> None:
+        v = self.vars
+        if not v.known_module(mod):
+            inner = unwrap(mod)
+            with self.quiet():
+                v.track_model(inner)
+            v.module_names[id(mod)] = v.module_names[id(inner)]
+        if v.is_trained(mod) or not v.any_trained():
+            self.meta.set_stage(mod.training, self.torch.is_grad_enabled(), bool(v.opts))
+        self.meta.update_autocast()
+
+    def _fwd_post(self, mod: Any, args: tuple, out: Any) -> None:
+        if self._is_compiling():
+            return None
+        s = self.session
+        if s is None or s.is_suppressed() or FORWARD in s.disabled_probes:
+            return None
+        try:
+            tr = self.tracer
+            cid = tr.pop(FORWARD, id(mod))
+            if not cid:
+                return None
+            exc = sys.exc_info()[1] if out is None else None
+            if exc is not None:
+                tr.error(cid, exc)
+                return None
+            if not tr.stack() and mod.training:
+                self._observe_buffers(mod, cid)
+            tr.end(cid, summarize_value(s, out, self.vars.module_names, 1))
+        except ViolationError:
+            raise
+        except Exception as exc:
+            self._failed(FORWARD, exc)
+        return None
+
+    def _observe_buffers(self, mod: Any, cid: int) -> None:
+        inner = unwrap(mod)
+        entry = self.vars.models.get(id(inner))
+        if entry is not None:
+            with self.quiet():
+                self.vars.observe(self.vars.buffer_vars(inner, entry.name), ALL, cid)
+
+    # -- optimizer step (global hooks) -------------------------------------------------------
+    def _step_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        s = self.session
+        if s is None or s.is_suppressed() or STEP in s.disabled_probes:
+            return None
+        try:
+            with self.quiet():
+                self.vars.track_optimizer(opt)
+                name = self.vars.opt_name(opt)
+            self.tracer.start(STEP, {"self": ObjSummary(type_name(opt), {"name": Scalar(name)})},
+                              id(opt))
+        except ViolationError:
+            raise
+        except Exception as exc:
+            self._failed(STEP, exc)
+        return None
+
+    def _step_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        s = self.session
+        if s is None or s.is_suppressed() or STEP in s.disabled_probes:
+            return None
+        try:
+            cid = self.tracer.pop(STEP, id(opt))
+            if not cid:
+                return None
+            with self.quiet():
+                self.vars.observe_optimizer(opt, cid)
+            self.tracer.end(cid)
+            self.meta.after_step(opt)
+        except ViolationError:
+            raise
+        except Exception as exc:
+            self._failed(STEP, exc)
+        return None
+
+    # -- patched Python APIs -----------------------------------------------------------------
+    def _wrapper(self, spec: ApiSpec) -> Callable[..., Any]:
+        api, family = spec.api, spec.family
+        post = getattr(self, f"_post_{spec.post}") if spec.post else None
+        prepare = self._prepare_clip if spec.post == "clip" else None
+        families = self._families
+
+        def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            s = self.session
+            if s is None or s.is_suppressed() or api in s.disabled_probes:
+                return wrapped(*args, **kwargs)
+            tr = self.tracer
+            top = tr.top_api()
+            if (family and top is not None and families.get(top) == family) \
+                    or self._is_compiling():
+                return wrapped(*args, **kwargs)
+            try:
+                if prepare is not None:
+                    args, kwargs = prepare(args, kwargs)
+                cid = tr.start(api, self._args(instance, args, kwargs), 0)
+            except ViolationError:
+                raise
+            except Exception as exc:
+                self._failed(api, exc)
+                return wrapped(*args, **kwargs)
+            try:
+                ret = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                self._finish_error(api, cid, exc)
+                raise
+            try:
+                tr.pop(api, 0)
+                if post is not None:
+                    with self.quiet():
+                        post(instance, args, kwargs, ret, cid)
+                tr.end(cid, self._ret(ret))
+            except ViolationError:
+                raise
+            except Exception as exc:
+                self._failed(api, exc)
+            return ret
+
+        return wrapper
+
+    def _finish_error(self, api: str, cid: int, exc: BaseException) -> None:
+        try:
+            self.tracer.pop(api, 0)
+            self.tracer.error(cid, exc)
+        except Exception as e:
+            self._failed(api, e)
+
+    def _args(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Summary]:
+        s, names = self.session, self.vars.module_names
+        out: dict[str, Summary] = {}
+        if instance is not None and not isinstance(instance, type):
+            out["self"] = summarize_value(s, instance, names)
+        for i, a in enumerate(args[:MAX_ARGS]):
+            out[str(i)] = summarize_value(s, a, names)
+        for k, v in list(kwargs.items())[:MAX_ARGS]:
+            out[k] = summarize_value(s, v, names)
+        return out
+
+    def _ret(self, ret: Any) -> Summary | None:
+        if ret is None:
+            return None
+        return summarize_value(self.session, ret, self.vars.module_names, 1)
+
+    @staticmethod
+    def _prepare_clip(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # A generator of parameters would be used up by our observation: pass a list instead.
+        if args and not isinstance(args[0], (list, tuple)) and hasattr(args[0], "__next__"):
+            args = (list(args[0]), *args[1:])
+        elif "parameters" in kwargs and hasattr(kwargs["parameters"], "__next__"):
+            kwargs = {**kwargs, "parameters": list(kwargs["parameters"])}
+        return args, kwargs
+
+    # -- observations after calls (run inside quiet()) ---------------------------------------
+    def _post_module_mode(self, mod: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                          ) -> None:
+        v = self.vars
+        if v.is_trained(mod) or (not v.any_trained() and v.known_module(mod)):
+            self.meta.set_stage(mod.training, True, bool(v.opts))
+
+    def _post_module_all(self, mod: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                         ) -> None:
+        if self.vars.models:
+            self.vars.observe(self.vars.all_model_vars(), ALL, cid)
+
+    def _post_module_grad(self, mod: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                          ) -> None:
+        self.vars.observe(self.vars.param_vars(mod.parameters()), GRAD, cid)
+
+    def _post_register_param(self, mod: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                             ) -> None:
+        if self.vars.known_module(mod):
+            for m in list(self.vars.models.values()):
+                inner = m.ref()
+                if inner is not None:
+                    self.vars._index_model(inner, m.name)
+            self.vars.observe(self.vars.all_model_vars(), ALL, cid)
+
+    def _post_opt_init(self, opt: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        self.vars.track_optimizer(opt, cid)
+
+    def _post_opt_grad(self, opt: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        self.vars.observe(self.vars.param_vars(self.vars.opt_params(opt)), GRAD, cid)
+
+    def _post_opt_all(self, opt: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        if id(opt) not in self.vars.opts:
+            return  # add_param_group during construction: the optimizer is tracked after it
+        self.vars.opts[id(opt)].params = self.vars.opt_params(opt)
+        self.vars.observe(self.vars.param_vars(self.vars.opt_params(opt)), ALL, cid)
+        self.vars.observe(self.vars.state_vars(opt), ALL, cid)
+        self.vars.observe_hparams(opt, cid)
+
+    def _post_backward(self, instance: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                       ) -> None:
+        dirty = self.vars.take_dirty()
+        if dirty:
+            self.vars.observe(self.vars.param_vars(dirty), GRAD, cid)
+
+    def _post_init_tensor(self, instance: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                          ) -> None:
+        t = args[0] if args else kwargs.get("tensor")
+        if t is not None:
+            self.vars.observe(self.vars.param_vars([t]), ALL, cid)
+
+    def _post_clip(self, instance: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        params = args[0] if args else kwargs.get("parameters")
+        if isinstance(params, self.torch.Tensor):
+            params = [params]
+        if params is not None:
+            self.vars.observe(self.vars.param_vars(params), GRAD, cid)
+
+    def _post_unscale(self, scaler: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        opt = args[0] if args else kwargs.get("optimizer")
+        if opt is not None:
+            self._post_opt_grad(opt, (), {}, None, cid)
+
+    def _post_sched(self, sched: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        opt = getattr(sched, "optimizer", None)
+        if opt is not None and id(opt) in self.vars.opts:
+            self.vars.observe_hparams(opt, cid)
+
+    def _post_dist_init(self, instance: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                        ) -> None:
+        self.meta.update_dist()
+
+    def _post_ddp_init(self, ddp: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        inner = unwrap(ddp)
+        self.vars.track_model(inner, call=cid)
+        self.vars.module_names[id(ddp)] = self.vars.module_names[id(inner)]
+
+    def _post_loader_iter(self, loader: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                          ) -> None:
+        self.meta.on_loader_iter(loader)
+
+    def _post_set_epoch(self, sampler: Any, args: tuple, kwargs: dict, ret: Any, cid: int
+                        ) -> None:
+        self.meta.on_set_epoch(args[0] if args else kwargs.get("epoch"))

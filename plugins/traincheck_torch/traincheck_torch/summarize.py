@@ -1,0 +1,79 @@
+"""Bounded summaries of call arguments and of ``torch.Tensor`` values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from traincheck_core import (
+    MapSummary,
+    ObjSummary,
+    Scalar,
+    SeqSummary,
+    Session,
+    Summary,
+    TensorSummary,
+    type_name,
+)
+
+from .fingerprint import fingerprint
+
+__all__ = ["tensor_summary", "summarize_value", "ARG_FP_MAX_ELEMENTS"]
+
+#: Tensors passed as call arguments are fingerprinted only up to this many elements (losses,
+#: scalars, small masks); activations are summarized by type, shape, dtype and device only.
+#: Tracked variables (parameters, gradients, buffers, optimizer state) are always fingerprinted.
+ARG_FP_MAX_ELEMENTS = 4096
+MAX_ITEMS = 8
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def tensor_summary(t: Any, with_fp: bool = True) -> TensorSummary:
+    """Summary of a tensor: type, shape, dtype, device, fingerprint and ``requires_grad``."""
+    fp = None
+    if with_fp:
+        try:
+            fp = fingerprint(t)
+        except Exception:
+            fp = None
+    return TensorSummary(type=type_name(t), shape=list(t.shape), dtype=dtype_name(t.dtype),
+                         device=str(t.device), fp=fp,
+                         extra={"requires_grad": bool(t.requires_grad)})
+
+
+def summarize_value(session: Session, value: Any, names: Mapping[int, str], depth: int = 2
+                    ) -> Summary:
+    """A cheap, bounded summary of a call argument (never raises)."""
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return session.summarize(value)
+    if isinstance(value, torch.Tensor):
+        return tensor_summary(value, with_fp=value.numel() <= ARG_FP_MAX_ELEMENTS)
+    if isinstance(value, torch.nn.Module):
+        return module_summary(value, names)
+    if isinstance(value, torch.optim.Optimizer):
+        return ObjSummary(type_name(value), {"name": Scalar(names.get(id(value)))})
+    if depth > 0 and isinstance(value, (list, tuple)):
+        return SeqSummary(type_name(value), len(value),
+                          [summarize_value(session, v, names, depth - 1)
+                           for v in value[:MAX_ITEMS]])
+    if depth > 0 and isinstance(value, dict):
+        items: dict[str, Summary] = {}
+        for i, (k, v) in enumerate(value.items()):
+            if i >= MAX_ITEMS:
+                break
+            items[str(k)] = summarize_value(session, v, names, depth - 1)
+        return MapSummary(type_name(value), len(value), items)
+    if isinstance(value, (torch.dtype, torch.device)):
+        return Scalar(str(value))
+    return ObjSummary(type_name(value))
+
+
+def module_summary(mod: Any, names: Mapping[int, str]) -> ObjSummary:
+    """``self`` of a module call: concrete class, stable name (when tracked), training flag."""
+    return ObjSummary(type_name(mod), {"name": Scalar(names.get(id(mod))),
+                                       "training": Scalar(bool(mod.training))})

@@ -1,0 +1,264 @@
+"""Variable tracking: parameters, gradients, buffers and optimizer state of every model in play.
+
+A model becomes tracked when its parameters are handed to an optimizer, when it is wrapped by
+DDP, or when it is called at the top level. Every tracked variable gets a stable name
+(``model.fc1.weight``; optimizer state ``optimizer.state.model.fc1.weight.exp_avg``; optimizer
+hyper-parameters ``optimizer.param_groups.0``) and a :class:`VarState` when first seen
+(``call=0``) and whenever its attributes change across an instrumented call.
+
+To stay cheap, each observation recomputes only the fingerprints the call can have changed
+(``what``): ``data`` after ``Optimizer.step``, ``grad`` after ``backward``/``zero_grad``/
+``clip_grad_*``, ``all`` after rare calls (``.to()``, ``load_state_dict``, ``nn.init``).
+Fingerprints not recomputed are carried over from the variable's last state.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from traincheck_core import Session, VarState, type_name
+
+from .fingerprint import fingerprint
+from .naming import candidates, find_name, unwrap
+from .summarize import dtype_name
+
+__all__ = ["VariableTracker", "DATA", "GRAD", "ALL"]
+
+DATA, GRAD, ALL = 1, 2, 3
+AttrValue = Any  # a VarState attribute value (scalar, str, list of ints or None)
+_TP_ATTRS = ("tensor_model_parallel", "partition_dim", "partition_stride", "sequence_parallel")
+
+
+@dataclass
+class _Model:
+    name: str
+    ref: weakref.ref
+    trained: bool = False
+
+
+@dataclass
+class _Opt:
+    ref: weakref.ref
+    index: int
+    name: str | None = None
+    steps: int = 0
+    params: list[Any] = field(default_factory=list)
+
+
+class VariableTracker:
+    """Knows the tracked models and optimizers, names their variables, emits VarStates."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.models: dict[int, _Model] = {}
+        self.opts: dict[int, _Opt] = {}
+        self.module_names: dict[int, str] = {}  # id(submodule) -> "model.layer1"
+        self.param_names: dict[int, str] = {}  # id(param or buffer) -> "model.layer1.weight"
+        self.last: dict[str, dict[str, AttrValue]] = {}
+        self.dirty: dict[int, Any] = {}  # params whose .grad was written since last look
+        self._hooked: dict[int, Any] = {}  # id(param) -> hook handle
+        self._taken: set[str] = set()
+
+    # -- discovery ---------------------------------------------------------------------------
+    def known_module(self, mod: Any) -> bool:
+        return id(mod) in self.module_names
+
+    def track_model(self, mod: Any, name: str | None = None, call: int = 0) -> str:
+        """Track ``mod`` (wrappers are unwrapped); returns its name. Idempotent."""
+        mod = unwrap(mod)
+        entry = self.models.get(id(mod))
+        if entry is not None and entry.ref() is mod:
+            return entry.name
+        name = self._unique(name or find_name(mod, 3) or "model")
+        self.models[id(mod)] = _Model(name, weakref.ref(mod))
+        self._index_model(mod, name)
+        self.observe(self.model_vars(mod, name), ALL, call)
+        return name
+
+    def _unique(self, name: str) -> str:
+        base, n = name, 1
+        while name in self._taken:
+            n += 1
+            name = f"{base}_{n}"
+        self._taken.add(name)
+        return name
+
+    def _index_model(self, mod: Any, name: str) -> None:
+        for sub_name, sub in mod.named_modules():
+            self.module_names.setdefault(id(sub), f"{name}.{sub_name}" if sub_name else name)
+        for pname, p in mod.named_parameters():
+            self.param_names.setdefault(id(p), f"{name}.{pname}")
+            self._hook_grad(p)
+        for bname, b in mod.named_buffers():
+            self.param_names.setdefault(id(b), f"{name}.{bname}")
+
+    def _hook_grad(self, p: Any) -> None:
+        if id(p) in self._hooked or not p.requires_grad:
+            return
+        dirty = self.dirty
+
+        def on_grad(param: Any) -> None:
+            dirty[id(param)] = param
+
+        try:
+            self._hooked[id(p)] = p.register_post_accumulate_grad_hook(on_grad)
+        except RuntimeError:
+            pass  # not a leaf: no accumulated gradient to watch
+
+    def track_optimizer(self, opt: Any, call: int = 0) -> None:
+        """Track ``opt`` and the models owning its parameters (found in nearby user code)."""
+        if id(opt) in self.opts and self.opts[id(opt)].ref() is opt:
+            return
+        import torch
+
+        params = [p for g in opt.param_groups for p in g["params"]]
+        self.opts[id(opt)] = _Opt(weakref.ref(opt), len(self.opts), params=params)
+        ids = {id(p) for p in params}
+        for var, mod in candidates(torch.nn.Module, 3):
+            inner = unwrap(mod)
+            if any(id(p) in ids for p in inner.parameters()):
+                self.track_model(inner, var, call)
+                self.models[id(inner)].trained = True
+        for i, p in enumerate(params):  # parameters no model of the user's code owns
+            if id(p) not in self.param_names:
+                self.param_names[id(p)] = f"{self._opt_prefix(opt)}.params.{i}"
+                self._hook_grad(p)
+                self.observe([(self.param_names[id(p)], p, True)], ALL, call)
+
+    def opt_name(self, opt: Any) -> str:
+        entry = self.opts.get(id(opt))
+        if entry is None:
+            self.track_optimizer(opt)
+            entry = self.opts[id(opt)]
+        if entry.name is None:
+            entry.name = self._unique(find_name(opt, 3) or self._opt_prefix(opt))
+        return entry.name
+
+    def _opt_prefix(self, opt: Any) -> str:
+        entry = self.opts.get(id(opt))
+        return "optimizer" if entry is None or entry.index == 0 else f"optimizer{entry.index}"
+
+    def any_trained(self) -> bool:
+        return any(m.trained for m in self.models.values())
+
+    def is_trained(self, mod: Any) -> bool:
+        m = self.models.get(id(unwrap(mod)))
+        return bool(m and m.trained)
+
+    # -- enumeration -------------------------------------------------------------------------
+    def model_vars(self, mod: Any, name: str) -> Iterator[tuple[str, Any, bool]]:
+        for pname, p in mod.named_parameters():
+            yield f"{name}.{pname}", p, True
+        yield from self.buffer_vars(mod, name)
+
+    def buffer_vars(self, mod: Any, name: str) -> Iterator[tuple[str, Any, bool]]:
+        for bname, b in mod.named_buffers():
+            yield f"{name}.{bname}", b, False
+
+    def all_model_vars(self) -> Iterator[tuple[str, Any, bool]]:
+        for m in list(self.models.values()):
+            mod = m.ref()
+            if mod is not None:
+                yield from self.model_vars(mod, m.name)
+
+    def param_vars(self, params: Iterable[Any]) -> Iterator[tuple[str, Any, bool]]:
+        names = self.param_names
+        for p in params:
+            name = names.get(id(p))
+            if name is not None:
+                yield name, p, True
+
+    def opt_params(self, opt: Any) -> list[Any]:
+        return [p for g in opt.param_groups for p in g["params"]]
+
+    def take_dirty(self) -> list[Any]:
+        out = list(self.dirty.values())
+        self.dirty.clear()
+        return out
+
+    # -- observation -------------------------------------------------------------------------
+    def observe(self, items: Iterable[tuple[str, Any, bool]], what: int, call: int) -> None:
+        """Emit a VarState for each variable whose attributes differ from its last state."""
+        s = self.session
+        last = self.last
+        for name, t, is_param in items:
+            prev = last.get(name)
+            attrs = tensor_attrs(t, prev, what, is_param)
+            if attrs != prev:
+                last[name] = attrs
+                s.emit(VarState(t=s.now(), name=name, vtype=type_name(t), attrs=attrs,
+                                call=call if prev is not None else 0))
+
+    def observe_optimizer(self, opt: Any, call: int) -> None:
+        """Parameters' data, optimizer state and hyper-parameters after a step."""
+        self.observe(self.param_vars(self.opt_params(opt)), DATA, call)
+        self.observe(self.state_vars(opt), ALL, call)
+        self.observe_hparams(opt, call)
+
+    def state_vars(self, opt: Any) -> Iterator[tuple[str, Any, bool]]:
+        import torch
+
+        prefix = self.opt_name(opt)
+        names = self.param_names
+        for p, st in opt.state.items():
+            pname = names.get(id(p))
+            if pname is None:
+                continue
+            for key, v in st.items():
+                if isinstance(v, torch.Tensor):
+                    yield f"{prefix}.state.{pname}.{key}", v, False
+
+    def observe_hparams(self, opt: Any, call: int) -> None:
+        s = self.session
+        prefix = self.opt_name(opt)
+        for i, g in enumerate(opt.param_groups):
+            attrs: dict[str, AttrValue] = {k: v for k, v in g.items()
+                                           if k != "params" and _is_scalar(v)}
+            attrs["n_params"] = len(g["params"])
+            name = f"{prefix}.param_groups.{i}"
+            prev = self.last.get(name)
+            if attrs != prev:
+                self.last[name] = attrs
+                s.emit(VarState(t=s.now(), name=name, vtype="param_group", attrs=attrs,
+                                call=call if prev is not None else 0))
+
+    def uninstall(self) -> None:
+        for h in self._hooked.values():
+            try:
+                h.remove()
+            except Exception:
+                pass
+        self._hooked.clear()
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param: bool
+                 ) -> dict[str, AttrValue]:
+    """The attributes of a tracked tensor; fingerprints not in ``what`` come from ``prev``."""
+    if prev is None or what & DATA:
+        data = fingerprint(t)
+    else:
+        data = prev.get("data")
+    g = t.grad if is_param else None
+    if g is None:
+        grad = None
+    elif prev is None or what & GRAD or prev.get("grad") is None:
+        grad = fingerprint(g)
+    else:
+        grad = prev["grad"]
+    attrs: dict[str, AttrValue] = {
+        "data": data, "grad": grad, "requires_grad": bool(t.requires_grad),
+        "dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": str(t.device),
+        "is_param": is_param,
+    }
+    for a in _TP_ATTRS:  # Megatron-style tensor-parallel marks, when present
+        v = getattr(t, a, None)
+        if v is not None and _is_scalar(v):
+            attrs[a] = v
+    return attrs
