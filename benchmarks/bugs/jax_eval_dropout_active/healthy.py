@@ -1,0 +1,55 @@
+"""Flax Linen MLP with dropout, evaluated every 4 steps with dropout off (train=False)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from flax.training import train_state
+
+STEPS = 8
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.relu(nn.Dense(32)(x))
+        x = nn.Dropout(0.3, deterministic=not train)(x)
+        return nn.Dense(2)(x)
+
+
+@jax.jit
+def train_step(state, x, y, dropout_key):
+    def loss_fn(params):
+        logits = state.apply_fn({"params": params}, x, train=True, rngs={"dropout": dropout_key})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+
+@jax.jit
+def eval_step(state, x, y, key):
+    logits = state.apply_fn({"params": state.params}, x, train=False)
+    return (logits.argmax(-1) == y).mean()
+
+
+def main():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(64, 8)).astype(np.float32))
+    y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
+    key = jax.random.PRNGKey(0)
+    key, init_key = jax.random.split(key)
+    model = MLP()
+    params = model.init(init_key, x, train=False)["params"]
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                          tx=optax.adam(1e-2))
+    for step in range(STEPS):
+        key, dropout_key, eval_key = jax.random.split(key, 3)
+        state, loss = train_step(state, x, y, dropout_key)
+        if step % 4 == 3:
+            print(f"step {step} loss {float(loss):.4f} acc {float(eval_step(state, x, y, eval_key)):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""BUG: the dropout key is made once and passed to every step, so every step drops the same
+units (identical dropout masks across steps)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from flax.training import train_state
+
+STEPS = 8
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.relu(nn.Dense(32)(x))
+        x = nn.Dropout(0.3, deterministic=not train)(x)
+        return nn.Dense(2)(x)
+
+
+@jax.jit
+def train_step(state, x, y, dropout_key):
+    def loss_fn(params):
+        logits = state.apply_fn({"params": params}, x, train=True, rngs={"dropout": dropout_key})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+
+def main():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(64, 8)).astype(np.float32))
+    y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
+    key = jax.random.PRNGKey(0)
+    key, init_key = jax.random.split(key)
+    model = MLP()
+    params = model.init(init_key, x, train=False)["params"]
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                          tx=optax.adam(1e-2))
+    dropout_key = jax.random.PRNGKey(1)  # BUG: never split again inside the loop
+    for step in range(STEPS):
+        state, loss = train_step(state, x, y, dropout_key)
+        print(f"step {step} loss {float(loss):.4f}")
+
+
+if __name__ == "__main__":
+    main()
