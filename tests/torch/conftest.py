@@ -1,0 +1,70 @@
+"""Helpers for the PyTorch adapter tests: run real training scripts under ``traincheck run``
+and read back the events of every process of the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("traincheck_torch")
+
+from traincheck_core import (  # noqa: E402
+    CallReturn,
+    CallStart,
+    Header,
+    MetaUpdate,
+    VarState,
+    iter_run,
+)
+
+
+@dataclass
+class Proc:
+    """The events of one traced process, with the meta in force at each event."""
+
+    header: Header
+    events: list = field(default_factory=list)  # (event, meta dict)
+
+    def calls(self, api: str) -> list[tuple[CallStart, dict]]:
+        return [(e, m) for e, m in self.events if isinstance(e, CallStart) and e.api == api]
+
+    def vars_of_call(self, cid: int) -> dict[str, VarState]:
+        return {e.name: e for e, _ in self.events if isinstance(e, VarState) and e.call == cid}
+
+    def states(self) -> list[VarState]:
+        return [e for e, _ in self.events if isinstance(e, VarState)]
+
+    def last_meta(self) -> dict:
+        return self.events[-1][1] if self.events else {}
+
+    def returns(self) -> dict[int, CallReturn]:
+        return {e.id: e for e, _ in self.events if isinstance(e, CallReturn)}
+
+
+def load_run(out: Path) -> list[Proc]:
+    """Every process of a run directory, in file order."""
+    procs: dict[int, Proc] = {}
+    metas: dict[int, dict] = {}
+    for rec in iter_run(out):
+        ev = rec.event
+        if isinstance(ev, Header):
+            procs[rec.source] = Proc(ev)
+            metas[rec.source] = {}
+            continue
+        if isinstance(ev, MetaUpdate):
+            metas[rec.source] = {**metas[rec.source], **ev.values}
+        procs[rec.source].events.append((ev, metas[rec.source]))
+    return list(procs.values())
+
+
+def traced(runner, script: str, body: str, *args: str, timeout: float = 240) -> list[Proc]:
+    """Run ``body`` as ``script`` under ``traincheck run --plugin torch``; its processes."""
+    runner.script(script, body)
+    res = runner.traincheck("run", "-q", "-o", "out", "--plugin", "torch", script, *args,
+                            timeout=timeout)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "failed" not in res.stderr, res.stderr  # no probe switched itself off
+    return load_run(runner.path / "out")
