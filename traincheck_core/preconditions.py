@@ -1,0 +1,326 @@
+"""Preconditions: when does a hypothesis hold? Deterministic, stateless, no thresholds.
+
+An *example* is a tuple of *rows*; a row is a sorted tuple of ``(field, value)`` pairs built from
+meta variables, API arguments, variable attributes and active contexts (:func:`make_row`). A
+hypothesis has positive examples (it held) and negative ones (it did not). Its precondition is
+an OR of ANDs of :class:`~traincheck_core.invariants.Clause` that is true on every positive and
+false on every negative. If no such formula exists (nor an inverted one that captures exactly
+the negatives), the hypothesis is dropped: there is no statistical threshold.
+
+The search (:func:`infer_precondition`) is a pure function of its inputs: candidate clauses are
+the ones true on every positive, a greedy set cover (ties broken by a fixed order) picks the
+fewest clauses that reject every negative, and when one AND is not enough the positives are
+split by the values of one field, in a fixed field order, one AND per part.
+
+Identity-like fields (pids, thread ids, object ids, timestamps, run ids, hosts, source
+locations, byte sizes, raw step/epoch numbers, content fingerprints, floats) never enter a row:
+they separate examples in the reference run and then never match again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .events import MapSummary, ObjSummary, Scalar, SeqSummary, Summary, TensorSummary
+from .invariants import Clause, Precondition
+
+__all__ = ["Row", "Example", "IDENTITY_FIELDS", "FINGERPRINT_ATTRS", "is_identity", "make_row",
+           "meta_fields", "arg_fields", "var_fields", "call_fields", "infer_precondition",
+           "holds", "describe"]
+
+Row = tuple[tuple[str, Any], ...]
+Example = tuple[Row, ...]
+
+#: Field name segments that identify a process, object, instant or place rather than a state.
+IDENTITY_FIELDS = frozenset({
+    "pid", "ppid", "tid", "thread", "thread_id", "id", "ids", "obj_id", "t", "t0", "t1", "time",
+    "timestamp", "started", "run_id", "host", "hostname", "loc", "file", "line", "bytes",
+    "nbytes", "size_bytes", "ptr", "data_ptr", "address", "step", "epoch", "iteration",
+    "global_step", "fp", "seed", "local_rank", "source",
+})
+#: Variable attributes that hold content fingerprints: only their presence enters a row.
+FINGERPRINT_ATTRS = frozenset({"data", "grad", "fp"})
+_MAX_CONSTANTS = 3  # a "constant" clause lists at most this many values
+_MAX_SPLIT = 4  # OR over at most this many parts
+_KIND_ORDER = {"present": 0, "absent": 1, "constant": 2, "consistent": 3, "unequal": 4}
+
+
+def is_identity(field: str) -> bool:
+    """True when ``field`` (dotted) names an identity-like value that must never be a clause."""
+    return field.rsplit(".", 1)[-1] in IDENTITY_FIELDS
+
+
+def _norm(value: Any) -> Any:
+    """A hashable, precondition-worthy value, or None to leave the field out."""
+    if value is None or isinstance(value, float):
+        return None
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (int, str, bool)) for v in value):
+            return tuple(value)
+        return None
+    if isinstance(value, str) and len(value) >= 16 and all(c in "0123456789abcdef" for c in value):
+        return None  # looks like a fingerprint or an id
+    if isinstance(value, (bool, int, str)):
+        return value
+    return None
+
+
+def make_row(fields: Mapping[str, Any]) -> Row:
+    """The row for ``fields``: identity fields and unusable values removed, sorted by name."""
+    out = []
+    for k, v in fields.items():
+        if is_identity(k):
+            continue
+        n = _norm(v)
+        if n is not None:
+            out.append((k, n))
+    out.sort(key=lambda kv: kv[0])
+    return tuple(out)
+
+
+def meta_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"meta.{k}": v for k, v in meta.items()}
+
+
+def _summary_fields(prefix: str, s: Summary, out: dict[str, Any], depth: int) -> None:
+    if isinstance(s, Scalar):
+        out[prefix] = s.v
+    elif isinstance(s, TensorSummary):
+        out[f"{prefix}.type"] = s.type
+        out[f"{prefix}.dtype"] = s.dtype
+        out[f"{prefix}.shape"] = s.shape
+        out[f"{prefix}.device"] = s.device
+        for k, v in s.extra.items():
+            out[f"{prefix}.{k}"] = v
+    elif isinstance(s, ObjSummary):
+        out[f"{prefix}.type"] = s.type
+        if depth > 0:
+            for k, v in s.attrs.items():
+                _summary_fields(f"{prefix}.{k}", v, out, depth - 1)
+    elif isinstance(s, (SeqSummary, MapSummary)):
+        out[f"{prefix}.type"] = s.type
+
+
+def arg_fields(args: Mapping[str, Summary], prefix: str = "arg") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, s in args.items():
+        _summary_fields(f"{prefix}.{name}", s, out, 1)
+    return out
+
+
+def var_fields(attrs: Mapping[str, Any], vtype: str | None = None) -> dict[str, Any]:
+    """Variable attributes as fields; fingerprints count only as present (not None) or not."""
+    out: dict[str, Any] = {}
+    if vtype is not None:
+        out["var.vtype"] = vtype
+    for k, v in attrs.items():
+        if k in FINGERPRINT_ATTRS:
+            if v is not None:
+                out[f"var.{k}"] = True
+        else:
+            out[f"var.{k}"] = v
+    return out
+
+
+def call_fields(call: Any, ancestors: Iterable[str] = ()) -> dict[str, Any]:
+    """Fields of a :class:`~traincheck_core.analysis.CallRecord`: meta at its start, its
+    arguments, and the instrumented calls it runs inside (``within:<api>``)."""
+    out = meta_fields(call.meta)
+    out.update(arg_fields(call.args))
+    for a in ancestors:
+        out[f"within:{a}"] = True
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _clause_holds(c: Clause, ex: Example, values: frozenset | None = None) -> bool:
+    f = c.field
+    got = [dict(r).get(f) for r in ex]
+    if c.kind == "absent":
+        return all(g is None for g in got)
+    if any(g is None for g in got):
+        return False
+    if c.kind == "present":
+        return True
+    if c.kind == "constant":
+        vals = values if values is not None else frozenset(_norm_clause_value(v)
+                                                           for v in c.values)
+        return all(g in vals for g in got)
+    if c.kind == "consistent":
+        return len(set(got)) == 1
+    if c.kind == "unequal":
+        return len(set(got)) == len(got)
+    return False
+
+
+def _norm_clause_value(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def holds(pre: Precondition, ex: Example) -> bool:
+    """Whether the precondition is true on example ``ex`` (a tuple of rows)."""
+    if not pre.any_of:
+        ok = True
+    else:
+        ok = any(all(_clause_holds(c, ex) for c in conj) for conj in pre.any_of)
+    return ok != pre.inverted
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _candidates(pos: list[Example], negs: list[Example]) -> list[Clause]:
+    """Every clause true on all of ``pos``, in a fixed order."""
+    multi = any(len(ex) > 1 for ex in pos)
+    fields: dict[str, list[Any]] = {}
+    for ex in pos:
+        for r in ex:
+            for k, v in r:
+                fields.setdefault(k, []).append(v)
+    nrows = sum(len(ex) for ex in pos)
+    out: list[Clause] = []
+    for f in sorted(fields):
+        vals = fields[f]
+        if len(vals) != nrows:
+            continue
+        out.append(Clause(kind="present", field=f))
+        distinct = sorted(set(vals), key=repr)
+        if len(distinct) <= _MAX_CONSTANTS:
+            out.append(Clause(kind="constant", field=f,
+                              values=[list(v) if isinstance(v, tuple) else v for v in distinct]))
+        if multi:
+            per = [[dict(r).get(f) for r in ex] for ex in pos]
+            if all(len(set(p)) == 1 for p in per):
+                out.append(Clause(kind="consistent", field=f))
+            if all(len(set(p)) == len(p) for p in per):
+                out.append(Clause(kind="unequal", field=f))
+    neg_fields = sorted({k for ex in negs for r in ex for k, _ in r} - set(fields))
+    out += [Clause(kind="absent", field=f) for f in neg_fields]
+    out.sort(key=lambda c: (_KIND_ORDER[c.kind], c.field))
+    return out
+
+
+def _cover(pos: list[Example], negs: list[Example]) -> list[Clause] | None:
+    """Fewest clauses (greedy) true on every positive and, together, false on every negative."""
+    cands = _candidates(pos, negs)
+    rejects = []
+    for c in cands:
+        vals = (frozenset(_norm_clause_value(v) for v in c.values)
+                if c.kind == "constant" else None)
+        rejects.append({i for i, ex in enumerate(negs) if not _clause_holds(c, ex, vals)})
+    left = set(range(len(negs)))
+    chosen: list[Clause] = []
+    while left:
+        best, gain = -1, 0
+        for i, r in enumerate(rejects):
+            g = len(r & left)
+            if g > gain:
+                best, gain = i, g
+        if best < 0:
+            return None
+        chosen.append(cands[best])
+        left -= rejects[best]
+    return chosen
+
+
+def _split_fields(pos: list[Example]) -> list[str]:
+    """Fields present in every row of every positive, with 2.._MAX_SPLIT values: the ways to
+    split the positives into parts, fewest parts first."""
+    counts: dict[str, set] = {}
+    nrows = sum(len(ex) for ex in pos)
+    seen: Counter = Counter()
+    for ex in pos:
+        for r in ex:
+            for k, v in r:
+                seen[k] += 1
+                counts.setdefault(k, set()).add(v)
+    ok = [f for f, vs in counts.items() if seen[f] == nrows and 2 <= len(vs) <= _MAX_SPLIT]
+    return sorted(ok, key=lambda f: (len(counts[f]), f))
+
+
+def _search(pos: list[Example], negs: list[Example]) -> list[list[Clause]] | None:
+    if not pos:
+        return None
+    if not negs:
+        return []
+    one = _cover(pos, negs)
+    if one is not None:
+        return [one]
+    for f in _split_fields(pos):
+        parts: dict[Any, list[Example]] = {}
+        for ex in pos:
+            parts.setdefault(tuple(sorted({dict(r)[f] for r in ex}, key=repr)), []).append(ex)
+        ands = []
+        for key in sorted(parts, key=repr):
+            conj = _cover(parts[key], negs)
+            if conj is None:
+                break
+            ands.append(conj)
+        else:
+            return ands
+    return None
+
+
+def infer_precondition(pos: Mapping[Example, int] | Iterable[Example],
+                       neg: Mapping[Example, int] | Iterable[Example]) -> Precondition | None:
+    """A precondition separating the positive from the negative examples, or None.
+
+    Examples may be given with counts (a ``Counter``); only distinct examples matter. An empty
+    precondition (always) is returned when there are no negatives. When no formula over the
+    positives works, one over the negatives is tried and returned inverted.
+    """
+    p = sorted(set(pos), key=repr)
+    n = sorted(set(neg), key=repr)
+    if not p:
+        return None
+    if set(p) & set(n):
+        return None  # the same example both held and failed: nothing can separate them
+    found = _search(p, n)
+    if found is not None:
+        return Precondition(any_of=[c for c in found if c] if found else [])
+    inv = _search(n, p)
+    if inv:
+        return Precondition(any_of=inv, inverted=True)
+    return None
+
+
+# ----------------------------------------------------------------------------- text
+
+_PHRASES = {("present", "var.grad"): "it has a gradient",
+            ("absent", "var.grad"): "it has no gradient"}
+
+
+def _field_name(f: str) -> str:
+    for p in ("meta.", "var.", "arg."):
+        if f.startswith(p):
+            return f[len(p):]
+    return f
+
+
+def _clause_text(c: Clause) -> str:
+    if (c.kind, c.field) in _PHRASES:
+        return _PHRASES[(c.kind, c.field)]
+    name = _field_name(c.field)
+    if c.kind == "present":
+        return f"{name} is set"
+    if c.kind == "absent":
+        return f"{name} is not set"
+    if c.kind == "constant":
+        vals = " or ".join(repr(v) if isinstance(v, str) else str(v) for v in c.values)
+        return f"{name} = {vals}"
+    if c.kind == "consistent":
+        return f"{name} is the same on all sides"
+    return f"{name} differs on every side"
+
+
+def describe(pre: Precondition) -> str:
+    """A short readable condition ("" when the precondition is "always")."""
+    if not pre.any_of:
+        return "never" if pre.inverted else ""
+    ors = [" and ".join(_clause_text(c) for c in conj) for conj in pre.any_of]
+    text = ors[0] if len(ors) == 1 else " or ".join(f"({o})" for o in ors)
+    return f"unless {text}" if pre.inverted else f"when {text}"

@@ -1,0 +1,294 @@
+"""Machinery shared by the built-in templates: observations, accumulation, a generic checker.
+
+Every built-in template is written as one incremental :class:`Collector` that turns analysis
+items into :class:`Obs` — one example of a *family* of hypotheses, with the rows the
+precondition may use and the set of hypotheses (``labels``) the example is positive for.
+Inference and checking run the very same collector, which is what keeps them consistent:
+
+* inference (:meth:`TemplateRelation.infer`) adds observations to an :class:`Accumulator`
+  (distinct examples with counts, so memory grows with the variety of examples, not with the
+  trace length), then asks :func:`~traincheck_core.preconditions.infer_precondition` for each
+  hypothesis (family, label) seen positive at least once;
+* checking (:class:`TemplateChecker`) evaluates each deployed invariant's precondition on each
+  observation of its family and turns negatives into violations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..analysis.assembler import CallRecord, Item, ProcInfo
+from ..invariants import Invariant, Violation, invariant_id
+from ..preconditions import Example, describe, holds, infer_precondition
+from .base import Relation, RelationChecker, RunItems, TriggerStats
+
+__all__ = ["Obs", "Collector", "Accumulator", "TemplateRelation", "TemplateChecker",
+           "walk_calls", "short_api", "call_label", "name_list", "meta_int", "MAX_SUBJECTS"]
+
+MAX_SUBJECTS = 64  # subject names kept per hypothesis, for readable texts
+
+
+@dataclass(slots=True)
+class Obs:
+    """One example of hypothesis family ``family``: positive for every label in ``labels``.
+
+    ``seeds`` are the labels this example may *start* a hypothesis for (default: all of
+    ``labels``); templates use it to skip trivial hypotheses. ``weight`` counts identical
+    examples folded into one. The rest is context for violation messages (checking only).
+    """
+
+    family: tuple
+    rows: Example
+    labels: frozenset
+    weight: int = 1
+    subject: str | None = None
+    seeds: frozenset | None = None
+    group: Any = None  # negatives of one invariant with the same group make one violation
+    source: int = -1
+    step: int | None = None
+    rank: int | None = None
+    call: CallRecord | None = None
+    observed: Any = None
+
+
+class Collector:
+    """Turns analysis items into observations, incrementally."""
+
+    def feed(self, item: Item) -> Iterable[Obs]:
+        raise NotImplementedError
+
+    def finish(self) -> Iterable[Obs]:
+        return ()
+
+
+@dataclass
+class _Hyp:
+    subjects: set[str] = field(default_factory=set)
+    runs: set[str] = field(default_factory=set)
+
+
+class Accumulator:
+    """Distinct examples per family with counts, and per hypothesis its subjects and runs.
+
+    Mergeable (:meth:`merge`) and picklable, so runs can be collected in worker processes.
+    """
+
+    def __init__(self) -> None:
+        self.examples: dict[tuple, Counter] = {}
+        self.hyps: dict[tuple, dict[Any, _Hyp]] = {}
+
+    def add(self, run_id: str, obs: Iterable[Obs]) -> None:
+        for o in obs:
+            self.examples.setdefault(o.family, Counter())[(o.rows, o.labels)] += o.weight
+            hyps = self.hyps.setdefault(o.family, {})
+            seeds = o.labels if o.seeds is None else o.seeds
+            for lab in o.labels:
+                h = hyps.get(lab)
+                if h is None:
+                    if lab not in seeds:
+                        continue
+                    h = hyps[lab] = _Hyp()
+                h.runs.add(run_id)
+                if o.subject is not None and len(h.subjects) < MAX_SUBJECTS:
+                    h.subjects.add(o.subject)
+
+    def merge(self, other: Accumulator) -> None:
+        for fam, c in other.examples.items():
+            self.examples.setdefault(fam, Counter()).update(c)
+        for fam, hyps in other.hyps.items():
+            mine = self.hyps.setdefault(fam, {})
+            for lab, h in hyps.items():
+                m = mine.setdefault(lab, _Hyp())
+                m.runs |= h.runs
+                if len(m.subjects) < MAX_SUBJECTS:
+                    m.subjects |= set(sorted(h.subjects)[: MAX_SUBJECTS - len(m.subjects)])
+
+    def hypotheses(self) -> Iterator[tuple[tuple, Any]]:
+        for fam in sorted(self.hyps, key=repr):
+            for lab in sorted(self.hyps[fam], key=repr):
+                yield fam, lab
+
+    def split(self, fam: tuple, lab: Any) -> tuple[Counter, Counter]:
+        pos: Counter = Counter()
+        neg: Counter = Counter()
+        for (rows, labels), n in self.examples.get(fam, {}).items():
+            (pos if lab in labels else neg)[rows] += n
+        return pos, neg
+
+
+def walk_calls(call: CallRecord, ancestors: tuple[str, ...] = ()
+               ) -> Iterator[tuple[CallRecord, tuple[str, ...]]]:
+    """``call`` and every call nested in it, in start order, with the APIs enclosing each."""
+    yield call, ancestors
+    inner = ancestors + (call.api,)
+    for c in sorted(call.children, key=lambda c: c.t0):
+        yield from walk_calls(c, inner)
+
+
+def short_api(api: str) -> str:
+    """``torch.optim.Optimizer.step`` -> ``Optimizer.step``."""
+    parts = api.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 1 else api
+
+
+def call_label(call: CallRecord) -> str:
+    """``Adadelta.step()``: the concrete class of ``self`` when known, else the API."""
+    method = call.api.rsplit(".", 1)[-1]
+    selfarg = call.args.get("self")
+    typ = getattr(selfarg, "type", None)
+    if isinstance(typ, str) and typ:
+        return f"{typ.rsplit('.', 1)[-1]}.{method}()"
+    return f"{short_api(call.api)}()"
+
+
+def name_list(names: Iterable[str], limit: int = 3) -> str:
+    ns = sorted(names)
+    if len(ns) <= limit:
+        return ", ".join(ns)
+    return ", ".join(ns[:limit]) + f", … {len(ns)} in all"
+
+
+def _int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def meta_int(meta: dict[str, Any], key: str) -> int | None:
+    """An integer meta variable (step, rank), or None."""
+    return _int_or_none(meta.get(key))
+
+
+class TemplateRelation(Relation):
+    """A relation built from a :class:`Collector`; subclasses say how to read and word it."""
+
+    def collector(self, wanted: set[tuple] | None = None, detail: bool = False) -> Collector:
+        """A fresh collector. ``wanted``: only these families matter (checking);
+        ``detail``: one observation per example with context for messages."""
+        raise NotImplementedError
+
+    def params(self, family: tuple, label: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def key(self, params: dict[str, Any]) -> tuple[tuple, Any]:
+        """The inverse of :meth:`params`: (family, label)."""
+        raise NotImplementedError
+
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
+        raise NotImplementedError
+
+    def hint(self, params: dict[str, Any]) -> str:
+        return ""
+
+    def message(self, inv: Invariant, negs: list[Obs], total: int) -> tuple[str, Any, Any]:
+        """(message, expected, observed) for the negatives of one group."""
+        raise NotImplementedError
+
+    # -- inference -----------------------------------------------------------------------
+    def collect(self, run: RunItems, acc: Accumulator) -> None:
+        col = self.collector()
+        for item in run.items:
+            acc.add(run.run_id, col.feed(item))
+        acc.add(run.run_id, col.finish())
+
+    def infer(self, runs: Sequence[RunItems]) -> list[Invariant]:
+        acc = Accumulator()
+        frameworks: dict[str, dict[str, str]] = {}
+        for run in runs:
+            self.collect(run, acc)
+            frameworks[run.run_id] = dict(run.frameworks)
+        return self.decide(acc, frameworks)
+
+    def decide(self, acc: Accumulator, frameworks: dict[str, dict[str, str]]
+               ) -> list[Invariant]:
+        out = []
+        for fam, lab in acc.hypotheses():
+            inv = self.decide_one(acc, fam, lab, frameworks)
+            if inv is not None:
+                out.append(inv)
+        return out
+
+    def decide_one(self, acc: Accumulator, fam: tuple, lab: Any,
+                   frameworks: dict[str, dict[str, str]]) -> Invariant | None:
+        pos, neg = acc.split(fam, lab)
+        pre = infer_precondition(pos, neg)
+        if pre is None:
+            return None
+        h = acc.hyps[fam][lab]
+        params = self.params(fam, lab)
+        npos = sum(n for ex, n in pos.items() if holds(pre, ex))
+        nneg = sum(neg.values())
+        if npos == 0:
+            return None
+        fws: dict[str, set[str]] = {}
+        for r in h.runs:
+            for fw, ver in frameworks.get(r, {}).items():
+                fws.setdefault(fw, set()).add(ver)
+        return Invariant(
+            id=invariant_id(self.name, params, pre), relation=self.name, params=params,
+            precondition=pre, text=self.text(params, sorted(h.subjects), describe(pre)),
+            hint=self.hint(params),
+            support={"positive": npos, "negative": nneg, "runs": len(h.runs)},
+            runs=sorted(h.runs), frameworks={k: sorted(v) for k, v in sorted(fws.items())})
+
+    # -- checking ------------------------------------------------------------------------
+    def checker(self, invariants: Sequence[Invariant]) -> RelationChecker:
+        return TemplateChecker(self, invariants)
+
+
+class TemplateChecker(RelationChecker):
+    """Runs the template's collector and judges each observation against the invariants."""
+
+    def __init__(self, rel: TemplateRelation, invariants: Sequence[Invariant]) -> None:
+        self.rel = rel
+        self.by_family: dict[tuple, list[tuple[Invariant, Any]]] = {}
+        for inv in invariants:
+            fam, lab = rel.key(inv.params)
+            self.by_family.setdefault(fam, []).append((inv, lab))
+        self.collector = rel.collector(set(self.by_family), detail=True)
+        self._stats = {inv.id: TriggerStats() for inv in invariants}
+        self._ranks: dict[int, int | None] = {}
+
+    def feed(self, item: Item) -> list[Violation]:
+        if isinstance(item, ProcInfo):
+            self._ranks[item.source] = _int_or_none(item.rank)
+        return self._judge(self.collector.feed(item))
+
+    def finish(self) -> list[Violation]:
+        return self._judge(self.collector.finish())
+
+    def stats(self) -> dict[str, TriggerStats]:
+        return self._stats
+
+    def _judge(self, obs: Iterable[Obs]) -> list[Violation]:
+        groups: dict[tuple[str, Any], tuple[Invariant, list[Obs], list[int]]] = {}
+        for o in obs:
+            for inv, lab in self.by_family.get(o.family, ()):
+                if not holds(inv.precondition, o.rows):
+                    continue
+                g = groups.get((inv.id, o.group))
+                if g is None:
+                    g = groups[(inv.id, o.group)] = (inv, [], [0])
+                g[2][0] += 1
+                if lab not in o.labels:
+                    g[1].append(o)
+        out: list[Violation] = []
+        for (inv_id, _), (inv, negs, total) in groups.items():
+            st = self._stats[inv_id]
+            st.checked += 1
+            if negs:
+                st.violated += 1
+                out.append(self._violation(inv, negs, total[0]))
+        return out
+
+    def _violation(self, inv: Invariant, negs: list[Obs], total: int) -> Violation:
+        msg, expected, observed = self.rel.message(inv, negs, total)
+        first = negs[0]
+        rank = first.rank if first.rank is not None else self._ranks.get(first.source)
+        evidence = [{"subject": o.subject, "observed": o.observed, "step": o.step}
+                    for o in negs[:5]]
+        return Violation(invariant=inv.id, relation=inv.relation, message=msg,
+                         step=first.step, rank=rank, t=first.call.t1 if first.call else 0,
+                         expected=expected, observed=observed, hint=inv.hint,
+                         loc=first.call.loc if first.call else None, evidence=evidence)

@@ -1,0 +1,255 @@
+"""EventContain: every call of API A contains a given child event.
+
+Two kinds of child event:
+
+* a **variable change** — across the call, attribute ``attr`` of a variable goes through a
+  generalized transition: ``changed`` (set before and after, different), ``to_none`` (reset to
+  None) or ``set`` (None before, set after). One example per (call of A, variable known in the
+  process when the call started); the precondition reads the call (meta, arguments, enclosing
+  calls) and the variable's state *before* the call. This yields "the optimizer step changes
+  every parameter that has a gradient" and "zero_grad resets gradients";
+* a **child call** — a call of API B nested (at any depth) in the call of A. One example per
+  call of A.
+
+Inference never enumerates (call, variable) pairs: each process keeps a count of its variables
+by their precondition row, so a call costs O(distinct rows + variables it changed) and the
+accumulated examples stay as small as the variety of rows. Checking enumerates the variables
+of the calls it checks, to name them in messages.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from ..analysis.assembler import CallRecord, Item, VarChange
+from ..invariants import Invariant
+from ..preconditions import Row, call_fields, make_row, var_fields
+from .base import PlanPart
+from .common import (
+    Collector,
+    Obs,
+    TemplateRelation,
+    call_label,
+    meta_int,
+    name_list,
+    short_api,
+    walk_calls,
+)
+
+__all__ = ["EventContain", "transition"]
+
+_VERBS = {"changed": ("changes", "changed"), "to_none": ("resets", "reset"),
+          "set": ("sets", "set")}
+
+
+def transition(before: Any, after: Any) -> str | None:
+    """The generalized transition of one attribute value, or None if it did not change."""
+    if before == after:
+        return None
+    if after is None:
+        return "to_none"
+    if before is None:
+        return "set"
+    return "changed"
+
+
+def _labels(before: dict[str, Any], after: dict[str, Any]) -> frozenset:
+    out = set()
+    for k in before.keys() | after.keys():
+        t = transition(before.get(k), after.get(k))
+        if t is not None:
+            out.add((k, t))
+    return frozenset(out)
+
+
+class _Proc:
+    """One process's variables: last state, vtype, and a count of variables per row."""
+
+    __slots__ = ("states", "vtypes", "rows", "counts")
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, Any]] = {}
+        self.vtypes: dict[str, str] = {}
+        self.rows: dict[str, Row] = {}
+        self.counts: Counter = Counter()
+
+    def update(self, ch: VarChange) -> None:
+        old = self.rows.get(ch.name)
+        if old is not None:
+            self.counts[old] -= 1
+        row = make_row(var_fields(ch.after, ch.vtype))
+        self.states[ch.name] = ch.after
+        self.vtypes[ch.name] = ch.vtype
+        self.rows[ch.name] = row
+        self.counts[row] += 1
+
+
+def _merge(a: Row, b: Row) -> tuple[Row]:
+    return (tuple(sorted(a + b)),)
+
+
+class _ContainCollector(Collector):
+    def __init__(self, wanted: set[tuple] | None, detail: bool) -> None:
+        self.wanted = wanted
+        self.detail = detail
+        self.procs: dict[int, _Proc] = {}
+
+    def feed(self, item: Item) -> Iterable[Obs]:
+        if isinstance(item, VarChange):
+            self.procs.setdefault(item.source, _Proc()).update(item)
+            return ()
+        if not isinstance(item, CallRecord):
+            return ()
+        proc = self.procs.setdefault(item.source, _Proc())
+        changes = sorted(item.all_changes(), key=lambda c: c.t)
+        out: list[Obs] = []
+        for call, anc in walk_calls(item):
+            want_var = self.wanted is None or ("contain_var", call.api) in self.wanted
+            want_call = self.wanted is None or ("contain_call", call.api) in self.wanted
+            if not (want_var or want_call):
+                continue
+            crow = make_row(call_fields(call, anc))
+            step, rank = meta_int(call.meta, "step"), meta_int(call.meta, "rank")
+            if want_call:
+                kids = frozenset(d.api for d in call.descendants())
+                out.append(Obs(family=("contain_call", call.api), rows=(crow,), labels=kids,
+                               group=(item.source, call.id), source=item.source, step=step,
+                               rank=rank, call=call, observed=sorted(kids)))
+            if want_var:
+                out += self._vars(proc, call, crow, changes, item.source, step, rank)
+        return out
+
+    def _vars(self, proc: _Proc, call: CallRecord, crow: Row, changes: list[VarChange],
+              source: int, step: int | None, rank: int | None) -> list[Obs]:
+        # State before the call: undo the changes (already applied) made since it started.
+        pre: dict[str, dict[str, Any] | None] = {}
+        for ch in changes:
+            if ch.t >= call.t0 and ch.name not in pre:
+                pre[ch.name] = ch.before
+        mine = sorted(call.all_changes(), key=lambda c: c.t)
+        first: dict[str, dict[str, Any] | None] = {}
+        last: dict[str, dict[str, Any]] = {}
+        for ch in mine:
+            first.setdefault(ch.name, ch.before)
+            last[ch.name] = ch.after
+        fam = ("contain_var", call.api)
+        out: list[Obs] = []
+        if self.detail:
+            names = sorted(set(proc.states) | set(pre))
+            for name in names:
+                before = pre[name] if name in pre else proc.states[name]
+                if before is None:
+                    continue  # first seen during the call: no state to compare with
+                after = last.get(name, before)
+                vrow = make_row(var_fields(before, proc.vtypes.get(name)))
+                labs = _labels(before, after)
+                out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=labs, subject=name,
+                               group=(source, call.id), source=source, step=step, rank=rank,
+                               call=call, observed=sorted(labs)))
+            return out
+        counts = Counter(proc.counts)
+        for name, before in pre.items():
+            cur = proc.rows.get(name)
+            if cur is not None:
+                counts[cur] -= 1
+            if before is not None:
+                counts[make_row(var_fields(before, proc.vtypes.get(name)))] += 1
+        for name, after in last.items():
+            before = first[name] if name in first else None
+            before = pre.get(name, before)
+            if before is None:
+                continue
+            vrow = make_row(var_fields(before, proc.vtypes.get(name)))
+            counts[vrow] -= 1
+            out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=_labels(before, after),
+                           subject=name))
+        for vrow in sorted(counts, key=repr):
+            n = counts[vrow]
+            if n > 0:
+                out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=frozenset(),
+                               weight=n))
+        return out
+
+
+class EventContain(TemplateRelation):
+    name = "EventContain"
+    description = ("every call of API A contains a child event: a change of a variable "
+                   "attribute (changed / reset to None / set), or a nested call of API B")
+
+    def collector(self, wanted: set[tuple] | None = None, detail: bool = False) -> Collector:
+        return _ContainCollector(wanted, detail)
+
+    def params(self, family: tuple, label: Any) -> dict[str, Any]:
+        kind, api = family
+        if kind == "contain_var":
+            return {"kind": "var", "api": api, "attr": label[0], "change": label[1]}
+        return {"kind": "call", "api": api, "child": label}
+
+    def key(self, params: dict[str, Any]) -> tuple[tuple, Any]:
+        if params["kind"] == "var":
+            return ("contain_var", params["api"]), (params["attr"], params["change"])
+        return ("contain_call", params["api"]), params["child"]
+
+    def plan(self, inv: Invariant) -> PlanPart:
+        p = inv.params
+        if p["kind"] == "var":
+            return PlanPart(apis={p["api"]}, attributes={p["attr"]})
+        return PlanPart(apis={p["api"], p["child"]})
+
+    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+        api = short_api(params["api"])
+        if params["kind"] == "call":
+            return f"every {api} call contains a call of {short_api(params['child'])}" + (
+                f" {cond}" if cond else "")
+        verb = _VERBS[params["change"]][0]
+        what = "to None " if params["change"] == "to_none" else ""
+        names = f" ({name_list(subjects)})" if subjects else ""
+        if params["attr"] == "grad" and params["change"] == "to_none":
+            head = f"{api} resets every variable's gradient to None"
+        else:
+            head = f"{api} {verb} `{params['attr']}` {what}of every variable"
+        return f"{head}{' ' + cond if cond else ''}{names}"
+
+    def hint(self, params: dict[str, Any]) -> str:
+        if params["kind"] == "call":
+            return (f"{short_api(params['api'])} took another code path: a changed "
+                    "configuration, a different implementation, or an early return")
+        if params["attr"] == "grad" and params["change"] == "to_none":
+            return ("gradients were not cleared: the call went to another optimizer or model, "
+                    "set_to_none=False, or the parameters are not in its parameter groups")
+        if params["change"] == "changed":
+            return ("the variables are not in the optimizer's parameter groups (a layer "
+                    "added or replaced after the optimizer was built), their gradients are "
+                    "zero/cleared before the step, the learning rate is 0, or the step was "
+                    "skipped")
+        return "the call no longer updates these variables"
+
+    def message(self, inv: Invariant, negs: list[Obs], total: int) -> tuple[str, Any, Any]:
+        p = inv.params
+        call = negs[0].call
+        who = f"`{call_label(call)}`" if call is not None else f"`{short_api(p['api'])}()`"
+        where = _where(negs[0])
+        if p["kind"] == "call":
+            return (f"{who}{where} did not call {short_api(p['child'])}, which every reference "
+                    f"call did", p["child"], negs[0].observed)
+        names = [o.subject for o in negs if o.subject]
+        past = _VERBS[p["change"]][1]
+        attr = p["attr"]
+        if len(negs) == total:
+            msg = (f"{who}{where} {past} `{attr}` of none of the {total} variables it "
+                   f"normally {_VERBS[p['change']][0]}: {name_list(names)}")
+        else:
+            msg = (f"{who}{where} left `{attr}` of {len(negs)} of {total} variables "
+                   f"un{past}: {name_list(names)}")
+        return msg, f"{attr} {p['change']}", {"not_" + past: names[:20]}
+
+
+def _where(o: Obs) -> str:
+    parts = []
+    if o.step is not None:
+        parts.append(f"step {o.step}")
+    if o.rank is not None:
+        parts.append(f"rank {o.rank}")
+    return (" at " + ", ".join(parts)) if parts else ""
