@@ -94,7 +94,7 @@ def test_cnn_step_changes_exactly_params_with_grads(runner):
     assert len(steps) == 4
     names = {s.name for s in proc.states() if s.attrs.get("is_param")}
     assert {"model.conv1.weight", "model.fc2.bias", "model.unused.weight"} <= names
-    for call, meta in steps:
+    for call, _meta in steps:
         with_grad, all_params = _params_with_grad_before(proc, call.id)
         changed = {n for n, v in proc.vars_of_call(call.id).items() if v.attrs.get("is_param")}
         assert changed == with_grad, (call.id, changed ^ with_grad)
