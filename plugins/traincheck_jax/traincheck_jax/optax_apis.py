@@ -47,7 +47,9 @@ class OptaxProbes:
 
         @functools.wraps(fn)
         def update(updates: Any, state: Any, params: Any = None, *a: Any, **kw: Any) -> Any:
-            outer = self._depth(1) == 1
+            # Only a top-level update (not one inside a chain, nnx.Optimizer.update or
+            # TrainState.apply_gradients, which track their own variables) counts as a step.
+            outer = self._depth(1) == 1 and not ad.calls()
             try:
                 return ad.call(
                     "optax", UPDATE, fn, (updates, state, params, *a), kw,
@@ -67,7 +69,7 @@ class OptaxProbes:
 
         @functools.wraps(fn)
         def init(params: Any) -> Any:
-            outer = self._depth(1) == 1
+            outer = self._depth(1) == 1 and not ad.calls()
             try:
                 return ad.call("optax", INIT, fn, (params,), {},
                                lambda: {"self": me, "params": params},
@@ -107,8 +109,10 @@ class OptaxProbes:
                     self.pending_step = False
                     ad.advance_step()
 
+            top = not ad.calls()
             return ad.call("optax", APPLY, fn, (params, updates, *a), kw,
-                           lambda: {"params": params, "updates": updates}, after, before)
+                           lambda: {"params": params, "updates": updates},
+                           after if top else None, before if top else None)
 
         return apply_updates
 

@@ -31,3 +31,20 @@ def traincheck_instrument(session: Any, plan: Any) -> None:
 @hookimpl
 def traincheck_uninstrument(session: Any) -> None:
     INSTRUMENTOR.uninstrument()
+
+
+#: Fixed API names; ``jax.jit.<qualname>``, ``jax.grad.<qualname>`` and
+#: ``jax.value_and_grad.<qualname>`` are families named after the user's function.
+API_CATALOG = (
+    "jax.jit.*", "jax.grad.*", "jax.value_and_grad.*",
+    "jax.random.PRNGKey", "jax.random.key", "jax.random.split", "jax.random.fold_in",
+    "optax.GradientTransformation.init", "optax.GradientTransformation.update",
+    "optax.apply_updates", "flax.linen.Module.apply", "flax.linen.Dropout.__call__",
+    "flax.training.train_state.TrainState.apply_gradients", "flax.nnx.Optimizer.update",
+    "flax.nnx.Module.train", "flax.nnx.Module.eval", "flax.nnx.Dropout.__call__",
+)
+
+
+@hookimpl
+def traincheck_api_catalog() -> list[str]:
+    return list(API_CATALOG)

@@ -34,6 +34,8 @@ def var_root(name: str) -> str | None:
 
 def leaf_name(parts: list[str], root: str | None) -> str | None:
     """The variable name of a leaf with path ``parts``, or ``None`` if it is not one."""
+    if len(parts) > 1 and parts[-1] == "value":  # an NNX Variable's payload
+        parts = parts[:-1]
     for i, p in enumerate(parts):
         if p in VAR_SEGMENTS:
             parts = parts[i:]
