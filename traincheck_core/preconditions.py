@@ -200,8 +200,18 @@ def _candidates(pos: list[Example], negs: list[Example]) -> list[Clause]:
                 out.append(Clause(kind="unequal", field=f))
     neg_fields = sorted({k for ex in negs for r in ex for k, _ in r} - set(fields))
     out += [Clause(kind="absent", field=f) for f in neg_fields]
-    out.sort(key=lambda c: (_KIND_ORDER[c.kind], c.field))
+    out.sort(key=lambda c: (_KIND_ORDER[c.kind], _field_rank(c.field), c.field))
     return out
+
+
+def _field_rank(field: str) -> int:
+    """Among equally good clauses prefer the ones that generalize: meta variables and variable
+    state first, then the receiver's attributes, then enclosing calls, then other arguments
+    (shapes of inputs change with the batch size)."""
+    for i, p in enumerate(("meta.", "var.", "arg.self.", "within:")):
+        if field.startswith(p):
+            return i
+    return 4
 
 
 def _cover(pos: list[Example], negs: list[Example]) -> list[Clause] | None:

@@ -1,0 +1,111 @@
+"""StepEvolution: a variable attribute evolves regularly with the training step.
+
+Two shapes: ``changes`` — the attribute's value differs at the end of every step from its
+value at the end of the previous step (trained parameters change every step); ``plus_one`` —
+an integer attribute grows by exactly one per step (an optimizer's step counter). One example
+per (process, variable, pair of consecutive completed steps); the precondition reads the
+variable's state at the earlier step and the meta variables. Only the last step-end states of
+each process are kept. A step-end produced by the trace ending (no step completed) is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..analysis.assembler import Item, StepEnd
+from ..invariants import Invariant
+from ..preconditions import make_row, meta_fields, var_fields
+from .base import PlanPart
+from .common import Collector, Obs, TemplateRelation, meta_int, name_list
+
+__all__ = ["StepEvolution"]
+
+_FAMILY = ("evolve",)
+
+
+def _labels(before: dict[str, Any], after: dict[str, Any]) -> frozenset:
+    out = set()
+    for k in before.keys() & after.keys():
+        b, a = before[k], after[k]
+        if a != b:
+            out.add(("changes", k))
+        if (isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool)
+                and not isinstance(b, bool) and a - b == 1):
+            out.add(("plus_one", k))
+    return frozenset(out)
+
+
+class _EvoCollector(Collector):
+    def __init__(self, wanted: set[tuple] | None, detail: bool) -> None:
+        self.active = wanted is None or _FAMILY in wanted
+        self.prev: dict[int, StepEnd] = {}
+
+    def feed(self, item: Item) -> Iterable[Obs]:
+        if not self.active or not isinstance(item, StepEnd):
+            return ()
+        if item.meta.get("step") == item.step:
+            return ()  # the trace ended inside this step: it did not complete
+        prev = self.prev.get(item.source)
+        self.prev[item.source] = item
+        if prev is None or prev.step + 1 != item.step:
+            return ()
+        meta = meta_fields(prev.meta)
+        rank = meta_int(item.meta, "rank")
+        out = []
+        for name in sorted(prev.states.keys() & item.states.keys()):
+            b, a = prev.states[name], item.states[name]
+            labels = _labels(b, a)
+            out.append(Obs(family=_FAMILY, rows=(make_row({**var_fields(b), **meta}),),
+                           labels=labels, subject=name, group=(item.source, item.step),
+                           source=item.source, step=item.step, rank=rank,
+                           observed={"before": b, "after": a}))
+        return out
+
+
+class StepEvolution(TemplateRelation):
+    name = "StepEvolution"
+    description = ("a variable attribute evolves regularly with the step: it changes every "
+                   "step, or an integer grows by exactly one per step")
+
+    def collector(self, wanted: set[tuple] | None = None, detail: bool = False) -> Collector:
+        return _EvoCollector(wanted, detail)
+
+    def params(self, family: tuple, label: Any) -> dict[str, Any]:
+        return {"shape": label[0], "attr": label[1]}
+
+    def key(self, params: dict[str, Any]) -> tuple[tuple, Any]:
+        return _FAMILY, (params["shape"], params["attr"])
+
+    def plan(self, inv: Invariant) -> PlanPart:
+        return PlanPart(attributes={inv.params["attr"]}, variables={"*"})
+
+    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+        names = f" ({name_list(subjects)})" if subjects else ""
+        c = f" {cond}" if cond else ""
+        if params["shape"] == "plus_one":
+            return f"`{params['attr']}` grows by exactly 1 every step{c}{names}"
+        return f"`{params['attr']}` of every variable changes every step{c}{names}"
+
+    def hint(self, params: dict[str, Any]) -> str:
+        if params["shape"] == "plus_one":
+            return ("the counter skipped or repeated a step: a step skipped (e.g. by a grad "
+                    "scaler), run twice, or state restored from a checkpoint")
+        return ("the variable stopped being updated: frozen by mistake, not in the "
+                "optimizer, zero gradients, or a learning rate of 0")
+
+    def message(self, inv: Invariant, negs: list[Obs], total: int) -> tuple[str, Any, Any]:
+        p = inv.params
+        o = negs[0]
+        names = [x.subject for x in negs if x.subject]
+        rank = f" on rank {o.rank}" if o.rank is not None else ""
+        attr = p["attr"]
+        if p["shape"] == "plus_one":
+            b = (o.observed or {}).get("before", {}).get(attr)
+            a = (o.observed or {}).get("after", {}).get(attr)
+            return (f"step {o.step}{rank}: `{attr}` of {name_list(names)} went from {b} to {a}, "
+                    f"expected {b + 1 if isinstance(b, int) else 'one more'}",
+                    "+1 per step", {"before": b, "after": a})
+        return (f"step {o.step}{rank}: `{attr}` of {len(negs)} of {total} variables did not "
+                f"change during the step: {name_list(names)}", f"{attr} changes every step",
+                {"unchanged": names[:20]})
