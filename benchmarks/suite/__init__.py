@@ -1,0 +1,1 @@
+"""The silent-bug benchmark harness: corpus discovery, command running, scoring, reports."""

@@ -1,0 +1,181 @@
+"""Render suite results as a Markdown table and a JSON file under benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+
+def write_reports(results: dict[str, Any], out: Path, tag: str = "") -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = time.strftime("%Y-%m-%d") + (f"-{tag}" if tag else "")
+    results["summary"] = summarize(results)
+    js = out / f"{stem}.json"
+    js.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    md = out / f"{stem}.md"
+    md.write_text(render(results))
+    return md, js
+
+
+def summarize(r: dict[str, Any]) -> dict[str, Any]:
+    bugs = r["bugs"]
+    scored = [b for b in bugs if b.get("online") or b.get("offline")]
+
+    def count(which: str, key: str) -> int:
+        return sum(1 for b in scored if (b.get(which) or {}).get(key))
+
+    progs_ok = sum(1 for h in r["healthy"] if _ok(h["stages"].get("plain")))
+    bug_progs_ok = sum(1 for b in bugs if _ok(b["stages"].get("plain_healthy"))
+                       and _ok(b["stages"].get("plain_buggy")))
+    s: dict[str, Any] = {
+        "bug_pairs": len(bugs),
+        "bug_pairs_running_plain": bug_progs_ok,
+        "bug_pairs_scored": len(scored),
+        "detected_online": count("online", "detected"),
+        "detected_offline": count("offline", "detected"),
+        "on_time_online": count("online", "on_time"),
+        "on_time_offline": count("offline", "on_time"),
+        "bug_pairs_with_false_alarms": sum(1 for b in scored if b.get("false_alarms")),
+        "healthy_programs": len(r["healthy"]),
+        "healthy_programs_running_plain": progs_ok,
+        "collection_overhead_median": _median([b.get("collection_overhead") for b in bugs]
+                                              + [h.get("collection_overhead")
+                                                 for h in r["healthy"]]),
+        "checking_overhead_median": _median([b.get("checking_overhead") for b in bugs]),
+        "infer_seconds_median": _median([b.get("infer_seconds") for b in bugs]),
+    }
+    same = [c for t in r["self_checks"] for c in t["checks"] if c["trace"] == "same_seed"]
+    s["identical_reruns_with_violations"] = sum(1 for c in same if c.get("violated"))
+    s["identical_reruns_checked"] = sum(1 for c in same if c.get("status", "ok") == "ok")
+    by_k: dict[int, list[float]] = {}
+    for t in r["transfer"]:
+        if t.get("mean_share") is not None:
+            by_k.setdefault(t["k"], []).append(t["mean_share"])
+    s["transfer_mean_share_by_k"] = {k: round(sum(v) / len(v), 4) for k, v in sorted(by_k.items())}
+    return s
+
+
+def render(r: dict[str, Any]) -> str:
+    s, m = r["summary"], r["machine"]
+    lines = [
+        f"# traincheck silent-bug benchmark — {r['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['os']}; "
+        f"Python {m['python']}, torch {m['torch']}, traincheck {m['traincheck']} "
+        f"(commit {m['commit']}{', core/plugins modified' if m['dirty'] == 'yes' else ''}).",
+        f"traincheck commands available: {', '.join(r['commands']) or 'none'}. "
+        f"Suite wall time {r['duration_s']} s; settings {json.dumps(r['settings'])}.",
+        "",
+        "## Summary",
+        "",
+        "| measure | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in s.items()]
+    lines += ["", "## Bug pairs", "",
+              "Detection counts an invariant only if it did not also fire on the healthy "
+              "rerun (other seed). Delay = detection step − trigger step; on time = within "
+              "one step.", "",
+              "| bug | category | trigger | online: step (delay) | offline: step (delay) | "
+              "by invariant | hint | false alarms | overhead collect / check | status |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for b in r["bugs"]:
+        det = b.get("online") or b.get("offline") or {}
+        by = det.get("by") or {}
+        lines.append(
+            f"| {b['name']} | {b['category']} | {b['trigger_step']} | {_det(b.get('online'))} "
+            f"| {_det(b.get('offline'))} | {_cell(by.get('relation', ''))} "
+            f"{_cell(by.get('text') or by.get('message', ''), 80)} "
+            f"| {_cell(by.get('hint', ''), 60)} "
+            f"| {len(b.get('false_alarms', []))} | {_x(b.get('collection_overhead'))} / "
+            f"{_x(b.get('checking_overhead'))} | {_status(b)} |")
+    lines += ["", "## Healthy programs", "",
+              "| program | plain run | traced run | collection overhead |", "|---|---|---|---|"]
+    for h in r["healthy"]:
+        st = h["stages"]
+        lines.append(f"| {h['name']} | {_stage(st.get('plain'))} | {_stage(st.get('ref'))} | "
+                     f"{_x(h.get('collection_overhead'))} |")
+    if r["self_checks"]:
+        lines += ["", "### Reruns checked against the program's own invariants", "",
+                  "| program | invariants | identical rerun: violated | other seed: violated |",
+                  "|---|---|---|---|"]
+        for t in r["self_checks"]:
+            c = {x["trace"]: x for x in t["checks"]}
+            lines.append(f"| {t['refs'][0]} | {t['invariants']} | "
+                         f"{_viol(c.get('same_seed'))} | {_viol(c.get('other_seed'))} |")
+    if r["transfer"]:
+        lines += ["", "### Transfer: invariants from k programs, checked on the others", "",
+                  "| k | reference programs | invariants | mean share violated | "
+                  "union share violated | targets checked |", "|---|---|---|---|---|---|"]
+        for t in r["transfer"]:
+            ok = sum(1 for c in t["checks"] if c.get("status", "ok") == "ok")
+            lines.append(f"| {t['k']} | {', '.join(t['refs'])} | {t['invariants']} | "
+                         f"{_pct(t.get('mean_share'))} | {_pct(t.get('union_share'))} | {ok} |")
+    fails = _failures(r)
+    if fails:
+        lines += ["", "## Failed or unavailable stages", ""] + fails
+    return "\n".join(lines) + "\n"
+
+
+def _failures(r: dict[str, Any]) -> list[str]:
+    out = []
+    for kind, items in (("bug", r["bugs"]), ("healthy", r["healthy"])):
+        for it in items:
+            for stage, st in it["stages"].items():
+                if st["status"] != "ok":
+                    tail = st.get("tail", "").strip().splitlines()[-1:] or [""]
+                    out.append(f"* {kind} `{it['name']}` {stage}: {st['status']} "
+                               f"(exit {st.get('returncode')}) — {_cell(tail[0], 160)}")
+            out += [f"* {kind} `{it['name']}`: {n}" for n in it.get("notes", [])]
+    return out
+
+
+def _ok(st: dict[str, Any] | None) -> bool:
+    return bool(st) and st["status"] == "ok"
+
+
+def _det(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "—"
+    if not d["detected"]:
+        return "missed" + (f" ({d.get('violated', 0)} noisy)" if d.get("violated") else "")
+    delay = d.get("delay")
+    mark = " ✓" if d.get("on_time") else ""
+    return f"{d.get('step')} ({'+' if delay and delay > 0 else ''}{delay}){mark}"
+
+
+def _viol(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "—"
+    if c.get("status", "ok") != "ok":
+        return c["status"]
+    return f"{len(c.get('violated', []))} ({_pct(c.get('share'))})"
+
+
+def _stage(st: dict[str, Any] | None) -> str:
+    return "—" if not st else f"{st['status']} {st['seconds']:.1f}s"
+
+
+def _status(b: dict[str, Any]) -> str:
+    return b.get("status", "ok") + ("" if not b.get("notes") else f": {'; '.join(b['notes'])}")
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def _median(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return round(statistics.median(vals), 2) if vals else None
+
+
+def _cell(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
