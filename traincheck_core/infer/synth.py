@@ -26,10 +26,11 @@ from ..events import (
     TensorSummary,
     VarState,
 )
+from ..relations.base import Relation, RunItems
 from ..trace.reader import Record
 from ..trace.writer import TraceWriter
 
-__all__ = ["TraceBuilder", "training_run", "fp"]
+__all__ = ["TraceBuilder", "training_run", "fp", "merged_records", "run_items", "check_items"]
 
 OPT = "torch.optim.Optimizer"
 MOD = "torch.nn.Module"
@@ -175,3 +176,33 @@ def _evaluate(b: TraceBuilder, forget_eval: bool) -> None:
     with b.call(f"{MOD}.train", _self("Net", training=False)):
         pass
     b.meta(stage="train")
+
+
+def merged_records(*builders: TraceBuilder) -> list[Record]:
+    """The records of several processes merged by time, as a run directory reads."""
+    import heapq
+
+    return list(heapq.merge(*[b.records(i) for i, b in enumerate(builders)],
+                            key=lambda r: r.event.t))
+
+
+def run_items(*builders: TraceBuilder, run_id: str | None = None) -> RunItems:
+    """Assemble the builders' events into one run's analysis items."""
+    from ..analysis import Assembler
+
+    asm = Assembler()
+    items = list(asm.feed_all(merged_records(*builders)))
+    rid = run_id or (builders[0].events[0].run_id if builders else "run")  # type: ignore[union-attr]
+    return RunItems(rid, items, dict(asm.procs), {"torch": "2.13.0"})
+
+
+def check_items(relation: Relation, invariants: list[Any], *builders: TraceBuilder) -> list[Any]:
+    """Run ``relation``'s checker over the builders' events (as the check engine does)."""
+    from ..analysis import Assembler
+
+    checker = relation.checker(invariants)
+    out: list[Any] = []
+    for item in Assembler().feed_all(merged_records(*builders)):
+        out += list(checker.feed(item))
+    out += list(checker.finish())
+    return out

@@ -1,0 +1,97 @@
+"""EventContain on synthetic streams: optimizer step changes parameters with a gradient,
+zero_grad resets gradients; planted counterexamples; the checker's messages."""
+
+from traincheck_core.infer.synth import TraceBuilder, check_items, run_items, training_run
+from traincheck_core.invariants import Clause
+from traincheck_core.preconditions import IDENTITY_FIELDS
+from traincheck_core.relations.event_contain import EventContain, transition
+
+STEP = "torch.optim.Optimizer.step"
+ZERO = "torch.optim.Optimizer.zero_grad"
+
+
+def _find(invs, api, attr, change):
+    for i in invs:
+        p = i.params
+        if p.get("kind") == "var" and (p["api"], p["attr"], p["change"]) == (api, attr, change):
+            return i
+    return None
+
+
+def _fields(inv):
+    return {c.field for conj in inv.precondition.any_of for c in conj}
+
+
+def test_transitions():
+    assert transition("a", "b") == "changed"
+    assert transition("a", None) == "to_none"
+    assert transition(None, "a") == "set"
+    assert transition("a", "a") is None
+
+
+def test_step_changes_every_parameter_with_a_gradient():
+    run = run_items(training_run(TraceBuilder(), steps=5, params=3, frozen=2))
+    invs = EventContain().infer([run])
+    inv = _find(invs, STEP, "data", "changed")
+    assert inv is not None
+    assert inv.precondition.any_of == [[Clause(kind="present", field="var.grad")]]
+    assert inv.text.startswith("Optimizer.step changes `data` of every variable when it has a "
+                               "gradient (model.layer0.weight")
+    assert inv.support["positive"] == 15 and inv.support["runs"] == 1
+    assert inv.frameworks == {"torch": ["2.13.0"]}
+
+
+def test_zero_grad_resets_gradients():
+    run = run_items(training_run(TraceBuilder(), steps=5, params=3, frozen=1))
+    inv = _find(EventContain().infer([run]), ZERO, "grad", "to_none")
+    assert inv is not None
+    assert "resets every variable's gradient to None when it has a gradient" in inv.text
+
+
+def test_planted_counterexample_without_separator_removes_it():
+    # one step leaves the parameters untouched although they have gradients: the examples of
+    # that step look exactly like the positives, so no precondition can separate them
+    run = run_items(training_run(TraceBuilder(), steps=5, params=3, skip_update_at=2))
+    assert _find(EventContain().infer([run]), STEP, "data", "changed") is None
+
+
+def test_identity_fields_never_in_preconditions():
+    # two runs whose processes differ in pid, host, call locations and step numbers
+    a = run_items(training_run(TraceBuilder(run_id="a", pid=1, host="x"), steps=4, frozen=1))
+    b = run_items(training_run(TraceBuilder(run_id="b", pid=2, host="y"), steps=6, frozen=1))
+    invs = EventContain().infer([a, b])
+    assert invs
+    for inv in invs:
+        for f in _fields(inv):
+            assert f.rsplit(".", 1)[-1] not in IDENTITY_FIELDS, (inv.text, f)
+    inv = _find(invs, STEP, "data", "changed")
+    assert inv.runs == ["a", "b"] and inv.support["runs"] == 2
+
+
+def test_checker_names_step_and_parameters():
+    rel = EventContain()
+    invs = rel.infer([run_items(training_run(TraceBuilder(), steps=5, params=3))])
+    inv = _find(invs, STEP, "data", "changed")
+    bad = training_run(TraceBuilder(), steps=6, params=3, skip_update_at=3,
+                       optimizer="torch.optim.adadelta.Adadelta")
+    vs = [v for v in check_items(rel, [inv], bad)]
+    assert len(vs) == 1
+    v = vs[0]
+    assert v.step == 3 and v.invariant == inv.id and v.loc == "train.py:10"
+    assert v.message.startswith("`Adadelta.step()` at step 3 changed `data` of none of the 3 "
+                                "variables it normally changes: model.layer0.weight")
+    assert v.hint and v.observed
+
+
+def test_checker_is_quiet_on_a_healthy_run_and_counts_checks():
+    rel = EventContain()
+    invs = rel.infer([run_items(training_run(TraceBuilder(), steps=5, params=3, frozen=1))])
+    checker_invs = [i for i in invs if i.params.get("kind") == "var"]
+    good = training_run(TraceBuilder(), steps=7, params=3, frozen=1)
+    assert check_items(rel, checker_invs, good) == []
+    checker = rel.checker(checker_invs)
+    from traincheck_core.analysis import Assembler
+    from traincheck_core.infer.synth import merged_records
+    for item in Assembler().feed_all(merged_records(good)):
+        checker.feed(item)
+    assert all(s.checked > 0 for s in checker.stats().values())
