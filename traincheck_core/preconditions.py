@@ -97,8 +97,8 @@ def _summary_fields(prefix: str, s: Summary, out: dict[str, Any], depth: int) ->
     elif isinstance(s, ObjSummary):
         out[f"{prefix}.type"] = s.type
         if depth > 0:
-            for k, v in s.attrs.items():
-                _summary_fields(f"{prefix}.{k}", v, out, depth - 1)
+            for k, sub in s.attrs.items():
+                _summary_fields(f"{prefix}.{k}", sub, out, depth - 1)
     elif isinstance(s, (SeqSummary, MapSummary)):
         out[f"{prefix}.type"] = s.type
 

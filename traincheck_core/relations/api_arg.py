@@ -15,7 +15,7 @@ calls' rows (one per call of the group).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, StepEnd
@@ -169,7 +169,7 @@ class APIArg(TemplateRelation):
     def plan(self, inv: Invariant) -> PlanPart:
         return PlanPart(apis={inv.params["api"]})
 
-    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         api, arg = short_api(params["api"]), params["arg"]
         c = f" {cond}" if cond else ""
         if params["scope"] == "step":

@@ -9,7 +9,7 @@ dtype unless autocast is on" comes out as an invariant with a precondition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import CallRecord, Item
@@ -81,7 +81,7 @@ class APIOutput(TemplateRelation):
     def plan(self, inv: Invariant) -> PlanPart:
         return PlanPart(apis={inv.params["api"]})
 
-    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         api, prop = short_api(params["api"]), params["prop"]
         c = f" {cond}" if cond else ""
         if params["kind"] == "const":

@@ -16,7 +16,7 @@ call — O(distinct APIs) per call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import CallRecord, Item
@@ -113,7 +113,7 @@ class APISequence(TemplateRelation):
     def plan(self, inv: Invariant) -> PlanPart:
         return PlanPart(apis={inv.params["first"], inv.params["then"]})
 
-    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         a, b = short_api(params["first"]), short_api(params["then"])
         c = f" {cond}" if cond else ""
         if params["kind"] == "precedes":

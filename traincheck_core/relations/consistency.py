@@ -9,13 +9,18 @@ example is positive for every attribute whose value is the same in all instances
 
 A hypothesis starts only from attributes that evolve (the agreed value differs from the one
 agreed at the previous step): constant attributes such as dtype agree trivially.
-State: the step-end states of the last few steps of each process; a step is judged as soon as
-every process has moved past it, then evicted.
+A step is judged (then evicted) as soon as every expected process has ended it: ``world_size``
+processes when the processes report one, otherwise every process seen so far once all have
+moved past it. Readiness depends only on which steps each process reported, not on clocks, so
+a rank whose trace is shifted in time (another host's clock, a late start) still pairs. Memory:
+references to the pending steps' states; at most ``_MAX_PENDING`` steps wait, the oldest is
+judged with the ranks it has when more do (a crashed rank must not make memory grow with the
+run; a skew of more steps than that loses pairs, it never invents them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import Item, StepEnd
@@ -27,7 +32,7 @@ from .common import Collector, Obs, TemplateRelation, name_list
 __all__ = ["Consistency"]
 
 _FAMILY = ("consistent",)
-_KEEP_STEPS = 3  # steps kept waiting for slow processes before they are judged anyway
+_MAX_PENDING = 256  # steps waiting for their slowest rank
 
 
 class _ConsCollector(Collector):
@@ -36,20 +41,27 @@ class _ConsCollector(Collector):
         self.buf: dict[int, dict[int, StepEnd]] = {}
         self.latest: dict[int, int] = {}  # source -> last step it ended
         self.prev: dict[tuple[str, str], Any] = {}
+        self.world = 0  # processes expected per step (world_size), 0 when unknown
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if not self.active or not isinstance(item, StepEnd):
             return ()
         self.buf.setdefault(item.step, {})[item.source] = item
         self.latest[item.source] = max(item.step, self.latest.get(item.source, item.step))
-        low = min(self.latest.values())
-        top = max(self.latest.values())
-        # judge a step once every process has moved past it (or left it far behind)
-        ready = [s for s in self.buf if s < low or s < top - _KEEP_STEPS]
+        ws = item.meta.get("world_size")
+        if isinstance(ws, int) and not isinstance(ws, bool) and ws > self.world:
+            self.world = ws
         out: list[Obs] = []
-        for s in sorted(ready):
-            out += self._judge(s, self.buf.pop(s))
+        for s in sorted(self.buf):
+            if self._complete(s) or len(self.buf) > _MAX_PENDING:
+                out += self._judge(s, self.buf.pop(s))
         return out
+
+    def _complete(self, step: int) -> bool:
+        if self.world >= 2:
+            return len(self.buf[step]) >= self.world
+        # no world size known: every process seen so far has moved past the step
+        return step < min(self.latest.values())
 
     def finish(self) -> Iterable[Obs]:
         out: list[Obs] = []
@@ -103,7 +115,7 @@ class Consistency(TemplateRelation):
     def plan(self, inv: Invariant) -> PlanPart:
         return PlanPart(attributes={inv.params["attr"]}, variables={"*"})
 
-    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = f" ({name_list(subjects)})" if subjects else ""
         c = f" {cond}" if cond else ""
         return (f"replicated variables have equal `{params['attr']}` across ranks at every "

@@ -20,7 +20,7 @@ of the calls it checks, to name them in messages.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, VarChange
@@ -198,7 +198,7 @@ class EventContain(TemplateRelation):
             return PlanPart(apis={p["api"]}, attributes={p["attr"]})
         return PlanPart(apis={p["api"], p["child"]})
 
-    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         api = short_api(params["api"])
         if params["kind"] == "call":
             return f"every {api} call contains a call of {short_api(params['child'])}" + (

@@ -3,14 +3,15 @@
 Two shapes: ``changes`` — the attribute's value differs at the end of every step from its
 value at the end of the previous step (trained parameters change every step); ``plus_one`` —
 an integer attribute grows by exactly one per step (an optimizer's step counter). One example
-per (process, variable, pair of consecutive completed steps); the precondition reads the
-variable's state at the earlier step and the meta variables. Only the last step-end states of
+per (process, variable, attribute, pair of consecutive completed steps); the precondition
+reads the variable's state at the earlier step (except the attribute under study) and the meta
+variables. Only the last step-end states of
 each process are kept. A step-end produced by the trace ending (no step completed) is skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import Item, StepEnd
@@ -21,24 +22,23 @@ from .common import Collector, Obs, TemplateRelation, meta_int, name_list
 
 __all__ = ["StepEvolution"]
 
-_FAMILY = ("evolve",)
+_FAMILY = "evolve"  # one hypothesis family per attribute: ("evolve", attr)
 
 
-def _labels(before: dict[str, Any], after: dict[str, Any]) -> frozenset:
+def _labels(attr: str, b: Any, a: Any) -> frozenset:
     out = set()
-    for k in before.keys() & after.keys():
-        b, a = before[k], after[k]
-        if a != b:
-            out.add(("changes", k))
-        if (isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool)
-                and not isinstance(b, bool) and a - b == 1):
-            out.add(("plus_one", k))
+    if a != b:
+        out.add(("changes", attr))
+    if (isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool)
+            and not isinstance(b, bool) and a - b == 1):
+        out.add(("plus_one", attr))
     return frozenset(out)
 
 
 class _EvoCollector(Collector):
     def __init__(self, wanted: set[tuple] | None, detail: bool) -> None:
-        self.active = wanted is None or _FAMILY in wanted
+        self.wanted = wanted
+        self.active = wanted is None or any(f[0] == _FAMILY for f in wanted)
         self.prev: dict[int, StepEnd] = {}
 
     def feed(self, item: Item) -> Iterable[Obs]:
@@ -55,11 +55,18 @@ class _EvoCollector(Collector):
         out = []
         for name in sorted(prev.states.keys() & item.states.keys()):
             b, a = prev.states[name], item.states[name]
-            labels = _labels(b, a)
-            out.append(Obs(family=_FAMILY, rows=(make_row({**var_fields(b), **meta}),),
-                           labels=labels, subject=name, group=(item.source, item.step),
-                           source=item.source, step=item.step, rank=rank,
-                           observed={"before": b, "after": a}))
+            fields = {**var_fields(b), **meta}
+            for attr in sorted(b.keys() & a.keys()):
+                fam = (_FAMILY, attr)
+                if self.wanted is not None and fam not in self.wanted:
+                    continue
+                # the attribute under study never conditions itself: "value grows by one
+                # when value = 1 or 2" would only restate the reference run's values
+                row = make_row({k: v for k, v in fields.items() if k != f"var.{attr}"})
+                out.append(Obs(family=fam, rows=(row,), labels=_labels(attr, b[attr], a[attr]),
+                               subject=name, group=(item.source, item.step),
+                               source=item.source, step=item.step, rank=rank,
+                               observed={"before": b, "after": a}))
         return out
 
 
@@ -75,12 +82,12 @@ class StepEvolution(TemplateRelation):
         return {"shape": label[0], "attr": label[1]}
 
     def key(self, params: dict[str, Any]) -> tuple[tuple, Any]:
-        return _FAMILY, (params["shape"], params["attr"])
+        return (_FAMILY, params["attr"]), (params["shape"], params["attr"])
 
     def plan(self, inv: Invariant) -> PlanPart:
         return PlanPart(attributes={inv.params["attr"]}, variables={"*"})
 
-    def text(self, params: dict[str, Any], subjects: list[str], cond: str) -> str:
+    def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = f" ({name_list(subjects)})" if subjects else ""
         c = f" {cond}" if cond else ""
         if params["shape"] == "plus_one":
