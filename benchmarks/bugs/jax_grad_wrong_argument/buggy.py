@@ -1,6 +1,8 @@
 """BUG: the head of the loss reads the closed-over `params` instead of the argument `p` that
 jax.grad differentiates, so the head's gradient is zero and the head never trains."""
 
+import argparse
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,16 +30,20 @@ def train_step(params, opt_state, x, y):
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-def main():
-    rng = np.random.default_rng(0)
+def main(steps=STEPS, seed=0):
+    rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.normal(size=(64, 8)).astype(np.float32))
     y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
-    params = init_params(jax.random.PRNGKey(0))
+    params = init_params(jax.random.PRNGKey(seed))
     opt_state = tx.init(params)
-    for step in range(STEPS):
+    for step in range(steps):
         params, opt_state, loss = train_step(params, opt_state, x, y)
         print(f"step {step} loss {float(loss):.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    main(a.steps, a.seed)

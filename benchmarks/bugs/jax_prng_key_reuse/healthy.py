@@ -1,5 +1,7 @@
 """Flax Linen MLP with dropout: a fresh dropout key is split off every step."""
 
+import argparse
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,21 +30,25 @@ def train_step(state, x, y, dropout_key):
     return state.apply_gradients(grads=grads), loss
 
 
-def main():
-    rng = np.random.default_rng(0)
+def main(steps=STEPS, seed=0):
+    rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.normal(size=(64, 8)).astype(np.float32))
     y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
-    key = jax.random.PRNGKey(0)
+    key = jax.random.PRNGKey(seed)
     key, init_key = jax.random.split(key)
     model = MLP()
     params = model.init(init_key, x, train=False)["params"]
     state = train_state.TrainState.create(apply_fn=model.apply, params=params,
                                           tx=optax.adam(1e-2))
-    for step in range(STEPS):
+    for step in range(steps):
         key, dropout_key = jax.random.split(key)
         state, loss = train_step(state, x, y, dropout_key)
         print(f"step {step} loss {float(loss):.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    main(a.steps, a.seed)
