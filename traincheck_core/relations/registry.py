@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from .api_arg import APIArg
+from .api_arg_value import APIArgValue
 from .api_output import APIOutput
 from .api_sequence import APISequence
 from .base import Relation
@@ -19,7 +20,8 @@ logger = logging.getLogger("traincheck")
 
 
 def builtin_relations() -> list[Relation]:
-    return [APIArg(), APIOutput(), APISequence(), Consistency(), EventContain(), StepEvolution()]
+    return [APIArg(), APIArgValue(), APIOutput(), APISequence(), Consistency(), EventContain(),
+            StepEvolution()]
 
 
 def all_relations(pm: Any = None) -> list[Relation]:
