@@ -14,7 +14,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 BUG_FILES = ("buggy.py", "healthy.py", "README.md", "bug.toml")
-REQUIRED_KEYS = ("name", "category", "trigger_step", "expected_relation", "source")
+REQUIRED_KEYS = ("name", "category", "trigger_step", "source")
 
 
 class BugCase(msgspec.Struct, kw_only=True):
@@ -22,8 +22,9 @@ class BugCase(msgspec.Struct, kw_only=True):
     dir: str
     category: str
     trigger_step: int
-    expected_relation: list[str]
     source: str
+    expected_relation: list[str] = []
+    framework: str = "torch"  # the plugin that traces it
     kind: str = "user-code"
     ranks: int = 1
     default_steps: int = 40
@@ -32,6 +33,7 @@ class BugCase(msgspec.Struct, kw_only=True):
 class HealthyProgram(msgspec.Struct, kw_only=True):
     name: str
     path: str
+    framework: str = "torch"
 
 
 class CorpusError(Exception):
@@ -71,7 +73,9 @@ def discover_bugs(root: Path = BENCH_ROOT, only: list[str] | None = None) -> lis
 def discover_healthy(root: Path = BENCH_ROOT,
                      only: list[str] | None = None) -> list[HealthyProgram]:
     files = sorted(p for p in (root / "healthy").glob("*.py") if not p.name.startswith("_"))
-    progs = [HealthyProgram(name=p.stem, path=str(p)) for p in files]
+    progs = [HealthyProgram(name=p.stem, path=str(p),
+                            framework="jax" if p.stem.startswith("jax_") else "torch")
+             for p in files]
     if only:
         progs = [p for p in progs if p.name in only]
     return progs

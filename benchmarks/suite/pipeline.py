@@ -32,6 +32,7 @@ class Ctx:
     plugin: str = "torch"
     commands: set[str] = field(default_factory=set)  # traincheck subcommands available
     steps: int | None = None  # override the programs' default --steps
+    plain_runs: bool = True  # also run every program without traincheck (overhead ratios)
 
     def prog_args(self, seed: int) -> list[str]:
         extra = ["--steps", str(self.steps)] if self.steps else []
@@ -43,8 +44,9 @@ def plain(ctx: Ctx, script: str, seed: int, log: Path) -> CmdResult:
                timeout=ctx.timeout)
 
 
-def traced(ctx: Ctx, script: str, seed: int, out: Path, inv: Path | None = None) -> CmdResult:
-    cmd = ["traincheck", "run", "--plugin", ctx.plugin, "-q", "-o", str(out)]
+def traced(ctx: Ctx, script: str, seed: int, out: Path, inv: Path | None = None,
+           plugin: str | None = None) -> CmdResult:
+    cmd = ["traincheck", "run", "--plugin", plugin or ctx.plugin, "-q", "-o", str(out)]
     if inv is not None:
         cmd += ["-i", str(inv)]
     return run([*cmd, script, *ctx.prog_args(seed)], out.with_suffix(".log"),
@@ -88,15 +90,19 @@ def score_bug(case: BugCase, ctx: Ctx) -> BugResult:
     r = BugResult(name=case.name, category=case.category, kind=case.kind,
                   trigger_step=case.trigger_step)
     healthy, buggy = str(Path(case.dir) / "healthy.py"), str(Path(case.dir) / "buggy.py")
-    r.stages["plain_healthy"] = plain(ctx, healthy, ctx.seed, w / "plain_healthy.log")
-    r.stages["plain_buggy"] = plain(ctx, buggy, ctx.seed, w / "plain_buggy.log")
+    fw = case.framework
+    if ctx.plain_runs:
+        r.stages["plain_healthy"] = plain(ctx, healthy, ctx.seed, w / "plain_healthy.log")
+        r.stages["plain_buggy"] = plain(ctx, buggy, ctx.seed, w / "plain_buggy.log")
+    if not ctx.commands:  # --plain-only: validity of the programs only
+        return r
     if "run" not in ctx.commands:
         return _partial(r, "traincheck run unavailable")
     ref = w / "ref"
-    r.stages["trace_healthy"] = traced(ctx, healthy, ctx.seed, ref)
-    r.collection_overhead = _ratio(r.stages["trace_healthy"], r.stages["plain_healthy"])
+    r.stages["trace_healthy"] = traced(ctx, healthy, ctx.seed, ref, plugin=fw)
+    r.collection_overhead = _ratio(r.stages["trace_healthy"], r.stages.get("plain_healthy"))
     if "infer" not in ctx.commands:
-        r.stages["trace_buggy"] = traced(ctx, buggy, ctx.seed, w / "buggy_traced")
+        r.stages["trace_buggy"] = traced(ctx, buggy, ctx.seed, w / "buggy_traced", plugin=fw)
         return _partial(r, "traincheck infer unavailable: traced both programs only")
     if not r.stages["trace_healthy"].ok:
         return _partial(r, "reference trace failed")
@@ -107,9 +113,9 @@ def score_bug(case: BugCase, ctx: Ctx) -> BugResult:
         return _partial(r, "inference failed")
     r.invariants = count_invariants(inv)
     online_dir, rerun_dir = w / "online", w / "rerun"
-    r.stages["online_buggy"] = traced(ctx, buggy, ctx.seed, online_dir, inv)
-    r.stages["online_rerun"] = traced(ctx, healthy, ctx.seed + 1, rerun_dir, inv)
-    r.checking_overhead = _ratio(r.stages["online_buggy"], r.stages["plain_buggy"])
+    r.stages["online_buggy"] = traced(ctx, buggy, ctx.seed, online_dir, inv, fw)
+    r.stages["online_rerun"] = traced(ctx, healthy, ctx.seed + 1, rerun_dir, inv, fw)
+    r.checking_overhead = _ratio(r.stages["online_buggy"], r.stages.get("plain_buggy"))
     online = from_violations_file(online_dir / "violations.jsonl", r.invariants)
     noise = from_violations_file(rerun_dir / "violations.jsonl").violated_ids
     offline = None
@@ -133,8 +139,8 @@ def _partial(r: BugResult, note: str) -> BugResult:
     return r
 
 
-def _ratio(a: CmdResult, b: CmdResult) -> float | None:
-    if not (a.ok and b.ok) or b.seconds <= 0:
+def _ratio(a: CmdResult, b: CmdResult | None) -> float | None:
+    if b is None or not (a.ok and b.ok) or b.seconds <= 0:
         return None
     return round(a.seconds / b.seconds, 2)
 
@@ -158,14 +164,17 @@ def trace_healthy(prog: HealthyProgram, ctx: Ctx) -> HealthyRun:
     another-seed rerun, all traced."""
     w = ctx.work / "healthy" / prog.name
     h = HealthyRun(name=prog.name)
-    h.stages["plain"] = plain(ctx, prog.path, ctx.seed, w / "plain.log")
+    fw = prog.framework
+    if ctx.plain_runs:
+        h.stages["plain"] = plain(ctx, prog.path, ctx.seed, w / "plain.log")
     if "run" not in ctx.commands:
         return h
-    h.stages["ref"] = traced(ctx, prog.path, ctx.seed, w / "ref")
-    h.collection_overhead = _ratio(h.stages["ref"], h.stages["plain"])
+    h.stages["ref"] = traced(ctx, prog.path, ctx.seed, w / "ref", plugin=fw)
+    h.collection_overhead = _ratio(h.stages["ref"], h.stages.get("plain"))
     if "infer" in ctx.commands:  # reruns only matter once there is something to check
-        h.stages["same_seed"] = traced(ctx, prog.path, ctx.seed, w / "same_seed")
-        h.stages["other_seed"] = traced(ctx, prog.path, ctx.seed + 1, w / "other_seed")
+        h.stages["same_seed"] = traced(ctx, prog.path, ctx.seed, w / "same_seed", plugin=fw)
+        h.stages["other_seed"] = traced(ctx, prog.path, ctx.seed + 1, w / "other_seed",
+                                         plugin=fw)
     return h
 
 

@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-healthy", action="store_true", help="skip the healthy programs")
     p.add_argument("--plain-only", action="store_true",
                    help="only run every program with plain python (validity check)")
+    p.add_argument("--overhead", action="store_true",
+                   help="also run every program without traincheck, for wall-clock overhead "
+                        "ratios (startup-dominated; the collection/checking benchmarks measure "
+                        "overhead properly)")
     p.add_argument("--ks", default="1,3,5", help="reference-set sizes for transfer (1,3,5)")
     p.add_argument("--subsets", type=int, default=3, help="reference sets per k (3)")
     p.add_argument("--seed", type=int, default=0)
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="traincheck-suite-"))
     commands = set() if args.plain_only else available_commands()
     ctx = Ctx(work=work, seed=args.seed, timeout=args.timeout, plugin=args.plugin,
-              commands=commands, steps=args.steps)
+              commands=commands, steps=args.steps,
+              plain_runs=args.overhead or args.plain_only)
     started = time.time()
     log(f"work dir {work}; traincheck commands: {', '.join(sorted(commands)) or 'none'}; "
         f"{len(bugs)} bug pairs, {len(progs)} healthy programs, {args.jobs} at a time")
