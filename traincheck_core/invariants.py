@@ -21,7 +21,7 @@ __all__ = ["INVARIANT_SCHEMA", "Clause", "Precondition", "Invariant", "Violation
 
 INVARIANT_SCHEMA = 1
 
-ClauseKind = Literal["constant", "consistent", "unequal", "present", "absent"]
+ClauseKind = Literal["constant", "consistent", "unequal", "present", "absent", "not_in"]
 
 
 class Clause(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -29,7 +29,8 @@ class Clause(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     ``constant``: the field takes one of ``values``; ``consistent``: the field is equal across
     the items of one example (e.g. both sides of a pair); ``unequal``: pairwise different
-    across the items; ``present`` / ``absent``: the field exists / does not.
+    across the items; ``present`` / ``absent``: the field exists / does not; ``not_in``: the
+    field, when present, takes none of ``values`` (named exceptions, e.g. variables).
     """
 
     kind: ClauseKind
