@@ -10,7 +10,10 @@ the negatives), the hypothesis is dropped: there is no statistical threshold.
 The search (:func:`infer_precondition`) is a pure function of its inputs: candidate clauses are
 the ones true on every positive, a greedy set cover (ties broken by a fixed order) picks the
 fewest clauses that reject every negative, and when one AND is not enough the positives are
-split by the values of one field, in a fixed field order, one AND per part.
+split by the values of one field, in a fixed field order, one AND per part. When no split
+covers every positive, the split covering the most positives wins over an inverted formula
+(soundness only needs every negative rejected; an inverted formula generalizes to anything the
+reference runs never showed).
 
 Identity-like fields (pids, thread ids, object ids, timestamps, run ids, hosts, source
 locations, byte sizes, raw step/epoch numbers, content fingerprints, floats) never enter a row:
@@ -28,7 +31,7 @@ from .invariants import Clause, Precondition
 
 __all__ = ["Row", "Example", "IDENTITY_FIELDS", "FINGERPRINT_ATTRS", "is_identity", "make_row",
            "meta_fields", "arg_fields", "var_fields", "call_fields", "infer_precondition",
-           "holds", "describe"]
+           "infer_with_exceptions", "holds", "describe", "NAME_FIELD", "MAX_EXCEPTIONS"]
 
 Row = tuple[tuple[str, Any], ...]
 Example = tuple[Row, ...]
@@ -42,9 +45,13 @@ IDENTITY_FIELDS = frozenset({
 })
 #: Variable attributes that hold content fingerprints: only their presence enters a row.
 FINGERPRINT_ATTRS = frozenset({"data", "grad", "fp"})
+#: The field holding a variable's stable name; see :func:`infer_with_exceptions`.
+NAME_FIELD = "var.name"
 _MAX_CONSTANTS = 3  # a "constant" clause lists at most this many values
+MAX_EXCEPTIONS = 8  # variables an invariant may name as exceptions
 _MAX_SPLIT = 4  # OR over at most this many parts
-_KIND_ORDER = {"present": 0, "absent": 1, "constant": 2, "consistent": 3, "unequal": 4}
+_KIND_ORDER = {"present": 0, "absent": 1, "constant": 2, "consistent": 3, "unequal": 4,
+               "not_in": 5}
 
 
 def is_identity(field: str) -> bool:
@@ -110,11 +117,16 @@ def arg_fields(args: Mapping[str, Summary], prefix: str = "arg") -> dict[str, An
     return out
 
 
-def var_fields(attrs: Mapping[str, Any], vtype: str | None = None) -> dict[str, Any]:
-    """Variable attributes as fields; fingerprints count only as present (not None) or not."""
+def var_fields(attrs: Mapping[str, Any], vtype: str | None = None,
+               name: str | None = None) -> dict[str, Any]:
+    """Variable attributes as fields; fingerprints count only as present (not None) or not.
+    ``name`` is the variable's stable name (``model.fc.weight``): the same in every run and on
+    every rank, unlike pids or object ids, so it may name the exceptions of an invariant."""
     out: dict[str, Any] = {}
     if vtype is not None:
         out["var.vtype"] = vtype
+    if name is not None:
+        out[NAME_FIELD] = name
     for k, v in attrs.items():
         if k in FINGERPRINT_ATTRS:
             if v is not None:
@@ -140,6 +152,10 @@ def call_fields(call: Any, ancestors: Iterable[str] = ()) -> dict[str, Any]:
 def _clause_holds(c: Clause, ex: Example, values: frozenset | None = None) -> bool:
     f = c.field
     got = [dict(r).get(f) for r in ex]
+    if c.kind == "not_in":
+        vals = values if values is not None else frozenset(_norm_clause_value(v)
+                                                           for v in c.values)
+        return all(g not in vals for g in got if g is not None)
     if c.kind == "absent":
         return all(g is None for g in got)
     if any(g is None for g in got):
@@ -252,7 +268,11 @@ def _split_fields(pos: list[Example]) -> list[str]:
     return sorted(ok, key=lambda f: (len(counts[f]), f))
 
 
-def _search(pos: list[Example], negs: list[Example]) -> list[list[Clause]] | None:
+def _search(pos: list[Example], negs: list[Example], partial: bool = False
+            ) -> list[list[Clause]] | None:
+    """An OR of ANDs true on every positive and false on every negative. With ``partial``,
+    when no such formula exists, one that is false on every negative and true on the parts of
+    the positives it can describe (the split covering the most positives), or None."""
     if not pos:
         return None
     if not negs:
@@ -260,19 +280,26 @@ def _search(pos: list[Example], negs: list[Example]) -> list[list[Clause]] | Non
     one = _cover(pos, negs)
     if one is not None:
         return [one]
+    best: tuple[int, list[list[Clause]]] | None = None
     for f in _split_fields(pos):
         parts: dict[Any, list[Example]] = {}
         for ex in pos:
             parts.setdefault(tuple(sorted({dict(r)[f] for r in ex}, key=repr)), []).append(ex)
-        ands = []
+        ands, covered, full = [], 0, True
         for key in sorted(parts, key=repr):
             conj = _cover(parts[key], negs)
             if conj is None:
-                break
+                full = False
+                if not partial:
+                    break
+                continue
             ands.append(conj)
-        else:
+            covered += len(parts[key])
+        if full:
             return ands
-    return None
+        if ands and (best is None or covered > best[0]):
+            best = (covered, ands)
+    return best[1] if best is not None else None
 
 
 def infer_precondition(pos: Mapping[Example, int] | Iterable[Example],
@@ -292,10 +319,64 @@ def infer_precondition(pos: Mapping[Example, int] | Iterable[Example],
     found = _search(p, n)
     if found is not None:
         return Precondition(any_of=[c for c in found if c] if found else [])
+    # Rather a precondition that describes part of the positives ("when it has a gradient")
+    # than an inverted one ("unless <the negatives' look>"): an inverted one holds on every
+    # kind of example the reference runs never showed, which is where false alarms come from.
+    found = _search(p, n, partial=True)
+    if found:
+        return Precondition(any_of=found)
     inv = _search(n, p)
     if inv:
         return Precondition(any_of=inv, inverted=True)
     return None
+
+
+def _names(ex: Example) -> set[Any] | None:
+    got = {dict(r).get(NAME_FIELD) for r in ex}
+    return None if None in got else got
+
+
+def infer_with_exceptions(pos: Mapping[Example, int], neg: Mapping[Example, int]
+                          ) -> Precondition | None:
+    """:func:`infer_precondition`, and when nothing separates the examples, a second chance
+    that names the exceptions.
+
+    A real model can hold a variable that the rule does not fit *by itself*: a bias right
+    before a batch norm gets a (numerically) zero gradient, so the optimizer step leaves it
+    bit-identical on some steps and changes it on others. Its examples sit on both sides with
+    the same row, and one such variable would kill "the step changes every parameter that has a
+    gradient" for all the others. Examples carry the variable's stable name (``var.name``), so
+    the hypothesis is retried on the variables that behaved consistently: the variables whose
+    rows are both positive and negative are left out, and the precondition gets a
+    ``not_in var.name`` clause listing them. This is a scope, not a threshold: at most
+    :data:`MAX_EXCEPTIONS` names, fewer than the variables the invariant still covers, and
+    every remaining example must be separated exactly as before.
+    """
+    pre = infer_precondition(pos, neg)
+    if pre is not None:
+        return pre
+    both = set(pos) & set(neg)
+    bad: set[Any] = set()
+    for ex in both:
+        names = _names(ex)
+        if names is None:
+            return None  # a conflict that no variable name explains
+        bad |= names
+    if not bad or len(bad) > MAX_EXCEPTIONS:
+        return None
+    keep_pos = {ex: n for ex, n in pos.items() if not (_names(ex) or set()) & bad}
+    keep_neg = {ex: n for ex, n in neg.items() if not (_names(ex) or set()) & bad}
+    covered = set().union(*(_names(ex) or set() for ex in keep_pos)) if keep_pos else set()
+    if len(covered) <= len(bad):
+        return None
+    found = infer_precondition(keep_pos, keep_neg)
+    if found is None or found.inverted:
+        return None
+    clause = Clause(kind="not_in", field=NAME_FIELD, values=sorted(bad, key=repr))
+    # a conjunct that already lists the names it covers needs no exceptions
+    conj = [c if any(x.field == NAME_FIELD and x.kind == "constant" for x in c) else c + [clause]
+            for c in found.any_of] or [[clause]]
+    return Precondition(any_of=conj)
 
 
 # ----------------------------------------------------------------------------- text
@@ -315,6 +396,9 @@ def _clause_text(c: Clause) -> str:
     if (c.kind, c.field) in _PHRASES:
         return _PHRASES[(c.kind, c.field)]
     name = _field_name(c.field)
+    if c.kind == "not_in":
+        vals = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in c.values)
+        return f"{name} is not {vals}" if len(c.values) == 1 else f"{name} is none of {vals}"
     if c.kind == "present":
         return f"{name} is set"
     if c.kind == "absent":

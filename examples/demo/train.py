@@ -17,7 +17,9 @@ from torch import nn
 class SmallCNN(nn.Module):
     def __init__(self, classes: int = 4) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        # no bias before a batch norm (standard practice): BN subtracts the batch mean, so that
+        # bias gets a (numerically) zero gradient and never trains
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(8)
         self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
         self.drop = nn.Dropout(0.2)

@@ -10,6 +10,7 @@ from traincheck_core.preconditions import (
     describe,
     holds,
     infer_precondition,
+    infer_with_exceptions,
     is_identity,
     make_row,
     var_fields,
@@ -117,3 +118,43 @@ def test_search_is_deterministic_and_order_free():
         rng.shuffle(pos)
         rng.shuffle(neg)
         assert infer_precondition(pos, neg) == first
+
+
+def test_part_of_the_positives_beats_an_inverted_formula():
+    # parameters with a gradient change, and so do optimizer buffers that look exactly like
+    # running statistics that do not: "when it has a gradient" (sound, readable) is chosen
+    # over "unless <whatever the negatives look like>"
+    pos = [ex(**{"var.grad": True, "var.is_param": True, "var.name": f"p{i}"}) for i in range(5)]
+    pos += [ex(**{"var.is_param": False, "var.kind": "t", "var.name": f"m{i}"}) for i in range(5)]
+    neg = [ex(**{"var.is_param": False, "var.kind": "t", "var.name": "running_mean"}),
+           ex(**{"var.lr": 1})]
+    pre = infer_precondition(pos, neg)
+    assert pre is not None and not pre.inverted
+    assert pre.any_of == [[Clause(kind="present", field="var.grad")]]
+    assert not any(holds(pre, n) for n in neg)
+
+
+def test_not_in_clause():
+    pre = Precondition(any_of=[[Clause(kind="present", field="var.grad"),
+                                Clause(kind="not_in", field="var.name", values=["b"])]])
+    assert holds(pre, ex(**{"var.grad": True, "var.name": "a"}))
+    assert not holds(pre, ex(**{"var.grad": True, "var.name": "b"}))
+    assert describe(pre) == "when it has a gradient and name is not 'b'"
+
+
+def test_exceptions_name_the_variables_the_rule_does_not_fit():
+    # "b" is both positive and negative with the same row: named as an exception
+    def row(name):
+        return ex(**{"var.grad": True, "var.name": name})
+    pos = Counter({row("a"): 5, row("c"): 5, row("b"): 3})
+    neg = Counter({row("b"): 2, ex(**{"var.name": "buf"}): 5})
+    assert infer_precondition(pos, neg) is None
+    pre = infer_with_exceptions(pos, neg)
+    assert pre is not None
+    assert pre.any_of == [[Clause(kind="present", field="var.grad"),
+                           Clause(kind="not_in", field="var.name", values=["b"])]]
+    # a conflict without names, or more exceptions than covered variables: nothing
+    assert infer_with_exceptions({ex(**{"var.grad": True}): 1},
+                                 {ex(**{"var.grad": True}): 1}) is None
+    assert infer_with_exceptions(Counter({row("a"): 1, row("b"): 1}),
+                                 Counter({row("a"): 1, row("b"): 1})) is None

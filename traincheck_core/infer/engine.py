@@ -143,9 +143,7 @@ def _chunks(acc: Accumulator, n: int) -> list[Accumulator]:
     sizes = [0] * len(parts)
     for fam in sorted(fams, key=lambda f: (-len(acc.examples.get(f, ())), repr(f))):
         i = sizes.index(min(sizes))
-        parts[i].hyps[fam] = acc.hyps[fam]
-        if fam in acc.examples:
-            parts[i].examples[fam] = acc.examples[fam]
+        parts[i].add_part(acc.part(fam))
         sizes[i] += len(acc.examples.get(fam, ())) + 1
     return parts
 

@@ -113,20 +113,26 @@ def training_run(b: TraceBuilder, steps: int, params: int = 4, frozen: int = 0,
                  optimizer: str = "torch.optim.adam.Adam", skip_update_at: int | None = None,
                  forget_zero_grad_at: int | None = None, eval_every: int = 0,
                  forget_eval: bool = False, seed: Any = 0, replica: bool = True,
-                 counter: bool = True) -> TraceBuilder:
+                 counter: bool = True, flaky: int = 0) -> TraceBuilder:
     """A plain training loop on ``params`` trainable and ``frozen`` frozen parameters.
 
     Planted bugs: ``skip_update_at`` (the optimizer step changes nothing at that step),
     ``forget_zero_grad_at`` (zero_grad leaves gradients), ``forget_eval`` (evaluation forwards
     run without ``eval()``). ``replica``: parameter values depend only on the step (equal across
-    ranks); otherwise they also depend on ``seed``.
+    ranks); otherwise they also depend on ``seed``. ``flaky``: extra trained parameters that the
+    step leaves unchanged on odd steps, as it does a bias right before a batch norm (its
+    gradient is numerically zero, so the update underflows).
     """
     names = [f"model.layer{i}.weight" for i in range(params + frozen)]
-    trainable = names[:params]
+    flaky_names = [f"model.layer{i}.bias" for i in range(flaky)]
+    names += flaky_names
+    trainable = names[:params] + flaky_names
     salt = 0 if replica else seed
 
     def state(name: str, step: int, grad: bool) -> dict[str, Any]:
         train = name in trainable
+        if name in flaky_names:
+            step -= (step + 1) // 2  # the updates of odd steps are lost
         return {"data": fp(name, step if train else 0, salt), "grad": fp(name, step, "g", salt)
                 if (grad and train) else None, "requires_grad": train, "dtype": "float32",
                 "shape": [4, 4], "device": "cpu", "is_param": True}

@@ -7,7 +7,7 @@ Inference and checking run the very same collector, which is what keeps them con
 
 * inference (:meth:`TemplateRelation.infer`) adds observations to an :class:`Accumulator`
   (distinct examples with counts, so memory grows with the variety of examples, not with the
-  trace length), then asks :func:`~traincheck_core.preconditions.infer_precondition` for each
+  trace length), then asks :func:`~traincheck_core.preconditions.infer_with_exceptions` for each
   hypothesis (family, label) seen positive at least once;
 * checking (:class:`TemplateChecker`) evaluates each deployed invariant's precondition on each
   observation of its family and turns negatives into violations.
@@ -21,14 +21,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, ProcInfo
-from ..invariants import Invariant, Violation, invariant_id
-from ..preconditions import Example, describe, holds, infer_precondition
+from ..invariants import Invariant, Precondition, Violation, invariant_id
+from ..preconditions import NAME_FIELD, Example, describe, holds, infer_with_exceptions
 from .base import Relation, RelationChecker, RunItems, TriggerStats
 
 __all__ = ["Obs", "Collector", "Accumulator", "TemplateRelation", "TemplateChecker",
-           "walk_calls", "short_api", "call_label", "name_list", "meta_int", "MAX_SUBJECTS"]
+           "walk_calls", "short_api", "call_label", "name_list", "meta_int", "MAX_SUBJECTS",
+           "MIN_STEPS"]
 
 MAX_SUBJECTS = 64  # subject names kept per hypothesis, for readable texts
+#: An invariant needs positive examples at this many distinct steps. Setup code (building the
+#: model, initializing weights, building the optimizer) runs once, at step 0: one occasion
+#: cannot tell a rule from a coincidence of that script, and such "invariants" (init.uniform_
+#: gets a different `1` on every call; register_parameter precedes init when shape = [16])
+#: only produce false alarms and clutter. This counts occasions, it is not a ratio threshold.
+MIN_STEPS = 2
 
 
 @dataclass(slots=True)
@@ -70,19 +77,33 @@ class _Hyp:
     runs: set[str] = field(default_factory=set)
 
 
+def _add_step(steps: dict, key: Any, step: Any) -> None:
+    cur = steps.get(key)
+    if cur is None:
+        steps[key] = (step,)
+    elif len(cur) < MIN_STEPS and step not in cur:
+        steps[key] = cur + (step,)
+
+
 class Accumulator:
     """Distinct examples per family with counts, and per hypothesis its subjects and runs.
 
-    Mergeable (:meth:`merge`) and picklable, so runs can be collected in worker processes.
+    Per distinct example it also keeps up to :data:`MIN_STEPS` of the steps it was seen at,
+    which is all :meth:`TemplateRelation.decide_one` needs to tell a recurring behaviour from
+    a one-off. Mergeable (:meth:`merge`) and picklable, so runs can be collected in worker
+    processes.
     """
 
     def __init__(self) -> None:
         self.examples: dict[tuple, Counter] = {}
+        self.steps: dict[tuple, dict[tuple, tuple]] = {}
         self.hyps: dict[tuple, dict[Any, _Hyp]] = {}
 
     def add(self, run_id: str, obs: Iterable[Obs]) -> None:
         for o in obs:
-            self.examples.setdefault(o.family, Counter())[(o.rows, o.labels)] += o.weight
+            key = (o.rows, o.labels)
+            self.examples.setdefault(o.family, Counter())[key] += o.weight
+            _add_step(self.steps.setdefault(o.family, {}), key, o.step)
             hyps = self.hyps.setdefault(o.family, {})
             seeds = o.labels if o.seeds is None else o.seeds
             for lab in o.labels:
@@ -98,6 +119,11 @@ class Accumulator:
     def merge(self, other: Accumulator) -> None:
         for fam, c in other.examples.items():
             self.examples.setdefault(fam, Counter()).update(c)
+        for fam, st in other.steps.items():
+            mine_st = self.steps.setdefault(fam, {})
+            for key, got in st.items():
+                for step in got:
+                    _add_step(mine_st, key, step)
         for fam, hyps in other.hyps.items():
             mine = self.hyps.setdefault(fam, {})
             for lab, h in hyps.items():
@@ -110,6 +136,33 @@ class Accumulator:
         for fam in sorted(self.hyps, key=repr):
             for lab in sorted(self.hyps[fam], key=repr):
                 yield fam, lab
+
+    def part(self, fam: tuple) -> Accumulator:
+        """Just family ``fam`` (shared, not copied): a unit of work for a worker."""
+        acc = Accumulator()
+        acc.hyps[fam] = self.hyps[fam]
+        if fam in self.examples:
+            acc.examples[fam] = self.examples[fam]
+            acc.steps[fam] = self.steps.get(fam, {})
+        return acc
+
+    def add_part(self, other: Accumulator) -> None:
+        """Take over ``other``'s families (disjoint from ours)."""
+        self.hyps.update(other.hyps)
+        self.examples.update(other.examples)
+        self.steps.update(other.steps)
+
+    def recurs(self, fam: tuple, lab: Any, pre: Precondition) -> bool:
+        """Whether the positives of ``lab`` that ``pre`` covers were seen at two or more
+        distinct steps."""
+        seen: set = set()
+        st = self.steps.get(fam, {})
+        for (rows, labels) in self.examples.get(fam, {}):
+            if lab in labels and holds(pre, rows):
+                seen.update(st.get((rows, labels), (None,)))
+                if len(seen) >= MIN_STEPS:
+                    return True
+        return False
 
     def split(self, fam: tuple, lab: Any) -> tuple[Counter, Counter]:
         pos: Counter = Counter()
@@ -212,8 +265,8 @@ class TemplateRelation(Relation):
     def decide_one(self, acc: Accumulator, fam: tuple, lab: Any,
                    frameworks: dict[str, dict[str, str]]) -> Invariant | None:
         pos, neg = acc.split(fam, lab)
-        pre = infer_precondition(pos, neg)
-        if pre is None:
+        pre = infer_with_exceptions(pos, neg)
+        if pre is None or not acc.recurs(fam, lab, pre):
             return None
         h = acc.hyps[fam][lab]
         params = self.params(fam, lab)
@@ -227,10 +280,19 @@ class TemplateRelation(Relation):
                 fws.setdefault(fw, set()).add(ver)
         return Invariant(
             id=invariant_id(self.name, params, pre), relation=self.name, params=params,
-            precondition=pre, text=self.text(params, sorted(h.subjects), describe(pre)),
+            precondition=pre, text=self.text(params, self._subjects(pos, pre, h), describe(pre)),
             hint=self.hint(params),
             support={"positive": npos, "negative": nneg, "runs": len(h.runs)},
             runs=sorted(h.runs), frameworks={k: sorted(v) for k, v in sorted(fws.items())})
+
+    @staticmethod
+    def _subjects(pos: Counter, pre: Precondition, h: _Hyp) -> list[str]:
+        """The variables the invariant covers, when examples name them; else its subjects."""
+        names: set[str] = set()
+        for ex in pos:
+            if holds(pre, ex):
+                names.update(v for r in ex for k, v in r if k == NAME_FIELD)
+        return sorted(names)[:MAX_SUBJECTS] if names else sorted(h.subjects)
 
     # -- checking ------------------------------------------------------------------------
     def checker(self, invariants: Sequence[Invariant]) -> RelationChecker:

@@ -80,7 +80,8 @@ class _ConsCollector(Collector):
             inst = [(s, ends[s].states[name]) for s in srcs if name in ends[s].states]
             if len(inst) < 2:
                 continue
-            rows = tuple(sorted(make_row({**var_fields(a), **meta_fields(ends[s].meta)})
+            rows = tuple(sorted(make_row({**var_fields(a, name=name),
+                                          **meta_fields(ends[s].meta)})
                                 for s, a in inst))
             attrs = sorted(set().union(*(a.keys() for _, a in inst)))
             labels, seeds = set(), set()

@@ -11,10 +11,12 @@ Two kinds of child event:
 * a **child call** — a call of API B nested (at any depth) in the call of A. One example per
   call of A.
 
-Inference never enumerates (call, variable) pairs: each process keeps a count of its variables
-by their precondition row, so a call costs O(distinct rows + variables it changed) and the
-accumulated examples stay as small as the variety of rows. Checking enumerates the variables
-of the calls it checks, to name them in messages.
+Rows carry the variable's stable name (``var.name``), so a variable that the rule does not fit
+by itself can be named as an exception (:func:`~traincheck_core.preconditions.
+infer_with_exceptions`). Each process keeps a count of its variables by row, updated as states
+change, so a call costs O(variables of the process) of dictionary work and the accumulated
+examples stay as small as (variables x distinct states). Checking enumerates the variables of
+the calls it checks, to name them in messages.
 """
 
 from __future__ import annotations
@@ -67,19 +69,31 @@ def _labels(before: dict[str, Any], after: dict[str, Any]) -> frozenset:
 class _Proc:
     """One process's variables: last state, vtype, and a count of variables per row."""
 
-    __slots__ = ("states", "vtypes", "rows", "counts")
+    __slots__ = ("states", "vtypes", "rows", "counts", "births")
 
     def __init__(self) -> None:
         self.states: dict[str, dict[str, Any]] = {}
         self.vtypes: dict[str, str] = {}
         self.rows: dict[str, Row] = {}
         self.counts: Counter = Counter()
+        self.births: list[tuple[int, str]] = []  # (time first seen, name), in time order
+
+    def born_since(self, t0: int) -> list[str]:
+        """Variables first seen at or after ``t0`` (e.g. optimizer state created by a call)."""
+        out = []
+        for t, name in reversed(self.births):
+            if t < t0:
+                break
+            out.append(name)
+        return out
 
     def update(self, ch: VarChange) -> None:
         old = self.rows.get(ch.name)
-        if old is not None:
+        if old is None:
+            self.births.append((ch.t, ch.name))
+        else:
             self.counts[old] -= 1
-        row = make_row(var_fields(ch.after, ch.vtype))
+        row = make_row(var_fields(ch.after, ch.vtype, ch.name))
         self.states[ch.name] = ch.after
         self.vtypes[ch.name] = ch.vtype
         self.rows[ch.name] = row
@@ -135,41 +149,47 @@ class _ContainCollector(Collector):
             first.setdefault(ch.name, ch.before)
             last[ch.name] = ch.after
         fam = ("contain_var", call.api)
+        # variables first seen during the call (optimizer state it created) have no state
+        # before it: they are not examples
+        born = set(proc.born_since(call.t0))
         out: list[Obs] = []
         if self.detail:
-            names = sorted(set(proc.states) | set(pre))
+            names = sorted((set(proc.states) | set(pre)) - born)
             for name in names:
                 before = pre[name] if name in pre else proc.states[name]
                 if before is None:
                     continue  # first seen during the call: no state to compare with
                 after = last.get(name, before)
-                vrow = make_row(var_fields(before, proc.vtypes.get(name)))
+                vrow = make_row(var_fields(before, proc.vtypes.get(name), name))
                 labs = _labels(before, after)
                 out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=labs, subject=name,
                                group=(source, call.id), source=source, step=step, rank=rank,
                                call=call, observed=sorted(labs)))
             return out
         counts = Counter(proc.counts)
+        for name in born:
+            if name not in pre:
+                counts[proc.rows[name]] -= 1
         for name, before in pre.items():
             cur = proc.rows.get(name)
             if cur is not None:
                 counts[cur] -= 1
-            if before is not None:
-                counts[make_row(var_fields(before, proc.vtypes.get(name)))] += 1
+            if before is not None and name not in born:
+                counts[make_row(var_fields(before, proc.vtypes.get(name), name))] += 1
         for name, after in last.items():
             before = first[name] if name in first else None
             before = pre.get(name, before)
-            if before is None:
+            if before is None or name in born:
                 continue
-            vrow = make_row(var_fields(before, proc.vtypes.get(name)))
+            vrow = make_row(var_fields(before, proc.vtypes.get(name), name))
             counts[vrow] -= 1
             out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=_labels(before, after),
-                           subject=name))
+                           subject=name, step=step))
         for vrow in sorted(counts, key=repr):
             n = counts[vrow]
             if n > 0:
                 out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=frozenset(),
-                               weight=n))
+                               weight=n, step=step))
         return out
 
 
@@ -208,6 +228,8 @@ class EventContain(TemplateRelation):
         names = f" ({name_list(subjects)})" if subjects else ""
         if params["attr"] == "grad" and params["change"] == "to_none":
             head = f"{api} resets every variable's gradient to None"
+        elif params["attr"] == "data" and params["change"] == "changed":
+            head = f"{api} changes the value (`data`) of every variable"
         else:
             head = f"{api} {verb} `{params['attr']}` {what}of every variable"
         return f"{head}{' ' + cond if cond else ''}{names}"

@@ -55,7 +55,7 @@ class _EvoCollector(Collector):
         out = []
         for name in sorted(prev.states.keys() & item.states.keys()):
             b, a = prev.states[name], item.states[name]
-            fields = {**var_fields(b), **meta}
+            fields = {**var_fields(b, name=name), **meta}
             for attr in sorted(b.keys() & a.keys()):
                 fam = (_FAMILY, attr)
                 if self.wanted is not None and fam not in self.wanted:
