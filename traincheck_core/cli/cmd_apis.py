@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
+from typing import Any, cast
 
 import msgspec
 
@@ -25,7 +27,9 @@ def main(args: argparse.Namespace) -> int:
     out: dict[str, list[str]] = {}
     for impl in pm.hook.traincheck_api_catalog.get_hookimpls():
         try:
-            out[impl.plugin_name] = sorted(impl.function() or [])
+            # pluggy's hook implementations are untyped: a plugin may return any iterable
+            names = cast(Iterable[Any], impl.function() or [])
+            out[impl.plugin_name] = sorted(str(n) for n in names)
         except Exception as exc:
             print(f"traincheck: plugin {impl.plugin_name} could not list its APIs: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
