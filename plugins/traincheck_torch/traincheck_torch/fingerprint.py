@@ -1,16 +1,19 @@
 """Content fingerprints of tensors: every element and its position, without a Python loop.
 
-CPU tensors: blake2b (``traincheck_core.fingerprint_bytes``) over a zero-copy byte view of the
-tensor's memory. Tensors on other devices: a position-weighted sum computed on the device
-(``fingerprint_on_device``), so only 8 bytes cross to the host. The two methods give different
-values for the same content; within one run every rank uses the same method for a device type.
+CPU tensors: XXH3-64 over a zero-copy byte view of the tensor's elements. XXH3 reads every byte
+at memory speed (tens of GB/s here, against under 1 GB/s for blake2b), which matters because a
+training step fingerprints every parameter, gradient and optimizer-state tensor several times;
+a fingerprint needs to detect change, not to resist an adversary. Tensors on other devices: a
+position-weighted sum computed on the device (``fingerprint_on_device``), so only 8 bytes cross
+to the host. The two methods give different values for the same content; within one run every
+rank uses the same method for a device type.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from traincheck_core import fingerprint_bytes
+import xxhash
 
 __all__ = ["fingerprint", "fingerprint_on_device", "byte_view"]
 
@@ -43,7 +46,7 @@ def fingerprint(t: Any) -> str | None:
     if t.layout is not torch.strided or t.is_meta:
         return None
     if t.device.type == "cpu":
-        return fingerprint_bytes(byte_view(t))
+        return xxhash.xxh3_64_hexdigest(byte_view(t))
     return fingerprint_on_device(t)
 
 
