@@ -10,10 +10,10 @@ the negatives), the hypothesis is dropped: there is no statistical threshold.
 The search (:func:`infer_precondition`) is a pure function of its inputs: candidate clauses are
 the ones true on every positive, a greedy set cover (ties broken by a fixed order) picks the
 fewest clauses that reject every negative, and when one AND is not enough the positives are
-split by the values of one field, in a fixed field order, one AND per part. When no split
-covers every positive, the split covering the most positives wins over an inverted formula
-(soundness only needs every negative rejected; an inverted formula generalizes to anything the
-reference runs never showed).
+split by the values of one field (fewest values first), one AND per part; the first split that
+describes any of its parts wins, even when other parts stay uncovered, and beats an inverted
+formula (soundness only needs every negative rejected; an inverted formula generalizes to
+anything the reference runs never showed).
 
 Identity-like fields (pids, thread ids, object ids, timestamps, run ids, hosts, source
 locations, byte sizes, raw step/epoch numbers, content fingerprints, floats) never enter a row:
@@ -230,8 +230,10 @@ def _field_rank(field: str) -> int:
     return 4
 
 
-def _cover(pos: list[Example], negs: list[Example]) -> list[Clause] | None:
-    """Fewest clauses (greedy) true on every positive and, together, false on every negative."""
+def _cover(pos: list[Example], negs: list[Example], leftover: set[int] | None = None
+           ) -> list[Clause] | None:
+    """Fewest clauses (greedy) true on every positive and, together, false on every negative.
+    With ``leftover``, the negatives no clause rejects are put there instead of failing."""
     cands = _candidates(pos, negs)
     rejects = []
     for c in cands:
@@ -247,7 +249,10 @@ def _cover(pos: list[Example], negs: list[Example]) -> list[Clause] | None:
             if g > gain:
                 best, gain = i, g
         if best < 0:
-            return None
+            if leftover is None:
+                return None
+            leftover |= left
+            return chosen
         chosen.append(cands[best])
         left -= rejects[best]
     return chosen
@@ -270,9 +275,14 @@ def _split_fields(pos: list[Example]) -> list[str]:
 
 def _search(pos: list[Example], negs: list[Example], partial: bool = False
             ) -> list[list[Clause]] | None:
-    """An OR of ANDs true on every positive and false on every negative. With ``partial``,
-    when no such formula exists, one that is false on every negative and true on the parts of
-    the positives it can describe (the split covering the most positives), or None."""
+    """An OR of ANDs true on every positive and false on every negative.
+
+    With ``partial``, the first split (fewest parts first) that describes *any* of its parts
+    wins, leaving the positives of the other parts uncovered: soundness only needs every
+    negative rejected, and a split into few parts ("when it has a gradient") generalizes where
+    a complete split into many ("when shape = [3, 64] or [4, 1, 3, 3] or ...") only lists what
+    the reference run happened to contain.
+    """
     if not pos:
         return None
     if not negs:
@@ -280,12 +290,11 @@ def _search(pos: list[Example], negs: list[Example], partial: bool = False
     one = _cover(pos, negs)
     if one is not None:
         return [one]
-    best: tuple[int, list[list[Clause]]] | None = None
     for f in _split_fields(pos):
         parts: dict[Any, list[Example]] = {}
         for ex in pos:
             parts.setdefault(tuple(sorted({dict(r)[f] for r in ex}, key=repr)), []).append(ex)
-        ands, covered, full = [], 0, True
+        ands, full = [], True
         for key in sorted(parts, key=repr):
             conj = _cover(parts[key], negs)
             if conj is None:
@@ -294,12 +303,9 @@ def _search(pos: list[Example], negs: list[Example], partial: bool = False
                     break
                 continue
             ands.append(conj)
-            covered += len(parts[key])
-        if full:
+        if full or (partial and ands):
             return ands
-        if ands and (best is None or covered > best[0]):
-            best = (covered, ands)
-    return best[1] if best is not None else None
+    return None
 
 
 def infer_precondition(pos: Mapping[Example, int] | Iterable[Example],
@@ -316,67 +322,82 @@ def infer_precondition(pos: Mapping[Example, int] | Iterable[Example],
         return None
     if set(p) & set(n):
         return None  # the same example both held and failed: nothing can separate them
-    found = _search(p, n)
-    if found is not None:
-        return Precondition(any_of=[c for c in found if c] if found else [])
     # Rather a precondition that describes part of the positives ("when it has a gradient")
     # than an inverted one ("unless <the negatives' look>"): an inverted one holds on every
     # kind of example the reference runs never showed, which is where false alarms come from.
     found = _search(p, n, partial=True)
-    if found:
-        return Precondition(any_of=found)
+    if found is not None:
+        return Precondition(any_of=[c for c in found if c] if found else [])
     inv = _search(n, p)
     if inv:
         return Precondition(any_of=inv, inverted=True)
     return None
 
 
-def _names(ex: Example) -> set[Any] | None:
+def _name_of(ex: Example) -> Any:
     got = {dict(r).get(NAME_FIELD) for r in ex}
-    return None if None in got else got
+    return got.pop() if len(got) == 1 else None
+
+
+def _strip(examples: Mapping[Example, int]) -> Counter:
+    out: Counter = Counter()
+    for ex, n in examples.items():
+        out[tuple(tuple(kv for kv in r if kv[0] != NAME_FIELD) for r in ex)] += n
+    return out
 
 
 def infer_with_exceptions(pos: Mapping[Example, int], neg: Mapping[Example, int]
                           ) -> Precondition | None:
-    """:func:`infer_precondition`, and when nothing separates the examples, a second chance
-    that names the exceptions.
+    """A precondition for examples that carry a variable's stable name (``var.name``).
 
-    A real model can hold a variable that the rule does not fit *by itself*: a bias right
-    before a batch norm gets a (numerically) zero gradient, so the optimizer step leaves it
-    bit-identical on some steps and changes it on others. Its examples sit on both sides with
-    the same row, and one such variable would kill "the step changes every parameter that has a
-    gradient" for all the others. Examples carry the variable's stable name (``var.name``), so
-    the hypothesis is retried on the variables that behaved consistently: the variables whose
-    rows are both positive and negative are left out, and the precondition gets a
+    Names are a last resort inside a formula ("when name = a or b" only lists what the
+    reference run contained), so the search first ignores them. A real model can hold a
+    variable that the rule does not fit *by itself*: a conv bias right before a batch norm gets
+    a numerically zero gradient, so the optimizer step leaves it bit-identical on some steps or
+    on all of them, although it looks exactly like the parameters that do change. One such
+    variable would kill "the step changes every parameter that has a gradient" for all the
+    others. So, when nothing separates the examples, the negatives that the best single
+    conjunction over the positives cannot reject are taken as *named exceptions*: their
+    variables' examples are left out, the search runs again, and the precondition gets a
     ``not_in var.name`` clause listing them. This is a scope, not a threshold: at most
     :data:`MAX_EXCEPTIONS` names, fewer than the variables the invariant still covers, and
-    every remaining example must be separated exactly as before.
+    every remaining example is separated exactly. Only when that fails too are names used as
+    an ordinary field.
     """
-    pre = infer_precondition(pos, neg)
+    sp, sn = _strip(pos), _strip(neg)
+    pre = infer_precondition(sp, sn)
     if pre is not None:
         return pre
-    both = set(pos) & set(neg)
+    pre = _with_exceptions(pos, neg, sp, sn)
+    return pre if pre is not None else infer_precondition(pos, neg)
+
+
+def _with_exceptions(pos: Mapping[Example, int], neg: Mapping[Example, int], sp: Counter,
+                     sn: Counter) -> Precondition | None:
+    p = sorted(sp, key=repr)
+    n = sorted(set(sn) - set(sp), key=repr)  # a stripped row on both sides is never rejected
+    left: set[int] = set()
+    if _cover(p, n, left) is None:
+        return None
+    unrejected = {n[i] for i in left} | (set(sn) & set(sp))
     bad: set[Any] = set()
-    for ex in both:
-        names = _names(ex)
-        if names is None:
-            return None  # a conflict that no variable name explains
-        bad |= names
+    for ex in neg:
+        if _strip({ex: 1}).keys() & unrejected:
+            name = _name_of(ex)
+            if name is None:
+                return None  # a conflict that no variable name explains
+            bad.add(name)
     if not bad or len(bad) > MAX_EXCEPTIONS:
         return None
-    keep_pos = {ex: n for ex, n in pos.items() if not (_names(ex) or set()) & bad}
-    keep_neg = {ex: n for ex, n in neg.items() if not (_names(ex) or set()) & bad}
-    covered = set().union(*(_names(ex) or set() for ex in keep_pos)) if keep_pos else set()
-    if len(covered) <= len(bad):
+    keep_pos = {ex: c for ex, c in pos.items() if _name_of(ex) not in bad}
+    keep_neg = {ex: c for ex, c in neg.items() if _name_of(ex) not in bad}
+    if len({_name_of(ex) for ex in keep_pos}) <= len(bad):
         return None
-    found = infer_precondition(keep_pos, keep_neg)
+    found = infer_precondition(_strip(keep_pos), _strip(keep_neg))
     if found is None or found.inverted:
         return None
     clause = Clause(kind="not_in", field=NAME_FIELD, values=sorted(bad, key=repr))
-    # a conjunct that already lists the names it covers needs no exceptions
-    conj = [c if any(x.field == NAME_FIELD and x.kind == "constant" for x in c) else c + [clause]
-            for c in found.any_of] or [[clause]]
-    return Precondition(any_of=conj)
+    return Precondition(any_of=[c + [clause] for c in found.any_of] or [[clause]])
 
 
 # ----------------------------------------------------------------------------- text

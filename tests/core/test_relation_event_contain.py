@@ -35,7 +35,8 @@ def test_step_changes_every_parameter_with_a_gradient():
     inv = _find(invs, STEP, "data", "changed")
     assert inv is not None
     assert inv.precondition.any_of == [[Clause(kind="present", field="var.grad")]]
-    assert inv.text.startswith("Optimizer.step changes the value (`data`) of every variable "
+    # variable hypotheses are per variable type ("param" in these synthetic traces)
+    assert inv.text.startswith("Optimizer.step changes the value (`data`) of every param "
                                "when it has a gradient (model.layer0.weight")
     assert inv.support["positive"] == 15 and inv.support["runs"] == 1
     assert inv.frameworks == {"torch": ["2.13.0"]}
@@ -45,7 +46,7 @@ def test_zero_grad_resets_gradients():
     run = run_items(training_run(TraceBuilder(), steps=5, params=3, frozen=1))
     inv = _find(EventContain().infer([run]), ZERO, "grad", "to_none")
     assert inv is not None
-    assert "resets every variable's gradient to None when it has a gradient" in inv.text
+    assert "resets the gradient of every param to None when it has a gradient" in inv.text
 
 
 def test_planted_counterexample_without_separator_removes_it():

@@ -100,6 +100,14 @@ class _Proc:
         self.counts[row] += 1
 
 
+def _vfam(api: str, vrow: Row) -> tuple:
+    """Variable hypotheses are per variable type: what a call does to parameters and what it
+    does to buffers or optimizer state are different rules (and mixing them leaves no
+    precondition that reads well, e.g. "changes every parameter that has a gradient")."""
+    vtype = next((v for k, v in vrow if k == "var.vtype"), None)
+    return ("contain_var", api, vtype)
+
+
 def _merge(a: Row, b: Row) -> tuple[Row]:
     return (tuple(sorted(a + b)),)
 
@@ -109,6 +117,7 @@ class _ContainCollector(Collector):
         self.wanted = wanted
         self.detail = detail
         self.procs: dict[int, _Proc] = {}
+        self.var_apis = {f[1] for f in wanted or () if f[0] == "contain_var"}
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if isinstance(item, VarChange):
@@ -120,7 +129,7 @@ class _ContainCollector(Collector):
         changes = sorted(item.all_changes(), key=lambda c: c.t)
         out: list[Obs] = []
         for call, anc in walk_calls(item):
-            want_var = self.wanted is None or ("contain_var", call.api) in self.wanted
+            want_var = self.wanted is None or call.api in self.var_apis
             want_call = self.wanted is None or ("contain_call", call.api) in self.wanted
             if not (want_var or want_call):
                 continue
@@ -148,7 +157,7 @@ class _ContainCollector(Collector):
         for ch in mine:
             first.setdefault(ch.name, ch.before)
             last[ch.name] = ch.after
-        fam = ("contain_var", call.api)
+        api = call.api
         # variables first seen during the call (optimizer state it created) have no state
         # before it: they are not examples
         born = set(proc.born_since(call.t0))
@@ -162,9 +171,9 @@ class _ContainCollector(Collector):
                 after = last.get(name, before)
                 vrow = make_row(var_fields(before, proc.vtypes.get(name), name))
                 labs = _labels(before, after)
-                out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=labs, subject=name,
-                               group=(source, call.id), source=source, step=step, rank=rank,
-                               call=call, observed=sorted(labs)))
+                out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow), labels=labs,
+                               subject=name, group=(source, call.id), source=source, step=step,
+                               rank=rank, call=call, observed=sorted(labs)))
             return out
         counts = Counter(proc.counts)
         for name in born:
@@ -183,13 +192,13 @@ class _ContainCollector(Collector):
                 continue
             vrow = make_row(var_fields(before, proc.vtypes.get(name), name))
             counts[vrow] -= 1
-            out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=_labels(before, after),
-                           subject=name, step=step))
+            out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow),
+                           labels=_labels(before, after), subject=name, step=step))
         for vrow in sorted(counts, key=repr):
             n = counts[vrow]
             if n > 0:
-                out.append(Obs(family=fam, rows=_merge(crow, vrow), labels=frozenset(),
-                               weight=n, step=step))
+                out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow),
+                               labels=frozenset(), weight=n, step=step))
         return out
 
 
@@ -202,14 +211,16 @@ class EventContain(TemplateRelation):
         return _ContainCollector(wanted, detail)
 
     def params(self, family: tuple, label: Any) -> dict[str, Any]:
-        kind, api = family
+        kind, api = family[:2]
         if kind == "contain_var":
-            return {"kind": "var", "api": api, "attr": label[0], "change": label[1]}
+            return {"kind": "var", "api": api, "vtype": family[2], "attr": label[0],
+                    "change": label[1]}
         return {"kind": "call", "api": api, "child": label}
 
     def key(self, params: dict[str, Any]) -> tuple[tuple, Any]:
         if params["kind"] == "var":
-            return ("contain_var", params["api"]), (params["attr"], params["change"])
+            return (("contain_var", params["api"], params.get("vtype")),
+                    (params["attr"], params["change"]))
         return ("contain_call", params["api"]), params["child"]
 
     def plan(self, inv: Invariant) -> PlanPart:
@@ -226,12 +237,14 @@ class EventContain(TemplateRelation):
         verb = _VERBS[params["change"]][0]
         what = "to None " if params["change"] == "to_none" else ""
         names = f" ({name_list(subjects)})" if subjects else ""
+        vt = params.get("vtype")
+        var = vt.rsplit(".", 1)[-1] if isinstance(vt, str) and vt else "variable"
         if params["attr"] == "grad" and params["change"] == "to_none":
-            head = f"{api} resets every variable's gradient to None"
+            head = f"{api} resets the gradient of every {var} to None"
         elif params["attr"] == "data" and params["change"] == "changed":
-            head = f"{api} changes the value (`data`) of every variable"
+            head = f"{api} changes the value (`data`) of every {var}"
         else:
-            head = f"{api} {verb} `{params['attr']}` {what}of every variable"
+            head = f"{api} {verb} `{params['attr']}` {what}of every {var}"
         return f"{head}{' ' + cond if cond else ''}{names}"
 
     def hint(self, params: dict[str, Any]) -> str:
