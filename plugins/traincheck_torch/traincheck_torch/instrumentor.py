@@ -42,6 +42,12 @@ log = logging.getLogger("traincheck")
 FORWARD = "torch.nn.Module.forward"
 STEP = "torch.optim.Optimizer.step"
 MAX_ARGS = 8
+# Probes that keep meta variables (step, stage, epoch, rank, models/optimizers known): always on.
+META_POSTS = frozenset({"opt_init", "ddp_init", "dist_init", "module_mode", "loader_iter",
+                        "set_epoch"})
+# Probes that observe variable states: on whenever the plan needs any variable state.
+VARIABLE_POSTS = frozenset({"module_all", "module_grad", "register_param", "opt_grad", "opt_all",
+                            "backward", "init_tensor", "clip", "unscale", "sched"})
 
 
 class TorchInstrumentor:
@@ -55,6 +61,8 @@ class TorchInstrumentor:
         self._handles: list[Any] = []
         self._patcher = Patcher()
         self._families: dict[str, str] = {}
+        self._trace_step = True
+        self._observe_vars = True
 
     # -- lifecycle ---------------------------------------------------------------------------
     def instrument(self, session: Session, plan: InstrumentationPlan) -> None:
@@ -111,14 +119,19 @@ class TorchInstrumentor:
             self._handles.append(nn_module.register_module_forward_pre_hook(self._fwd_pre))
             self._handles.append(nn_module.register_module_forward_hook(self._fwd_post,
                                                                         always_call=True))
-        if plan.wants_api(STEP):
-            from torch.optim import optimizer as optim_module
+        # A plan that needs variable states needs every probe that observes variables (a
+        # change is judged against the last observed state) and optimizer steps; the step
+        # hooks also keep the `step` meta variable, so they are installed even when steps are
+        # not traced (then they only count steps).
+        observe_vars = self._observe_vars = plan.full or bool(plan.attributes or plan.variables)
+        self._trace_step = plan.wants_api(STEP) or observe_vars
+        from torch.optim import optimizer as optim_module
 
-            self._handles.append(optim_module.register_optimizer_step_pre_hook(self._step_pre))
-            self._handles.append(
-                optim_module.register_optimizer_step_post_hook(self._step_post))
+        self._handles.append(optim_module.register_optimizer_step_pre_hook(self._step_pre))
+        self._handles.append(optim_module.register_optimizer_step_post_hook(self._step_post))
         for spec in catalog():
-            if plan.wants_api(spec.api) or spec.post in ("opt_init", "ddp_init", "dist_init"):
+            if plan.wants_api(spec.api) or spec.post in META_POSTS or (
+                    observe_vars and spec.post in VARIABLE_POSTS):
                 self._patch(spec)
 
     def _patch(self, spec: ApiSpec) -> None:
@@ -189,7 +202,7 @@ class TorchInstrumentor:
             if exc is not None:
                 tr.error(cid, exc)
                 return None
-            if not tr.stack() and mod.training:
+            if not tr.stack() and mod.training and self._observe_vars:
                 self._observe_buffers(mod, cid)
             tr.end(cid, summarize_value(s, out, self.vars.module_names, 1))
         except ViolationError:
@@ -208,7 +221,7 @@ class TorchInstrumentor:
     # -- optimizer step (global hooks) -------------------------------------------------------
     def _step_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
         s = self.session
-        if s is None or s.is_suppressed() or STEP in s.disabled_probes:
+        if s is None or s.is_suppressed() or STEP in s.disabled_probes or not self._trace_step:
             return None
         try:
             with self.quiet():
@@ -227,11 +240,15 @@ class TorchInstrumentor:
         if s is None or s.is_suppressed() or STEP in s.disabled_probes:
             return None
         try:
+            if not self._trace_step:
+                self.meta.after_step(opt)
+                return None
             cid = self.tracer.pop(STEP, id(opt))
             if not cid:
                 return None
-            with self.quiet():
-                self.vars.observe_optimizer(opt, cid)
+            if self._observe_vars:
+                with self.quiet():
+                    self.vars.observe_optimizer(opt, cid)
             self.tracer.end(cid)
             self.meta.after_step(opt)
         except ViolationError:
@@ -244,6 +261,8 @@ class TorchInstrumentor:
     def _wrapper(self, spec: ApiSpec) -> Callable[..., Any]:
         api, family = spec.api, spec.family
         post = getattr(self, f"_post_{spec.post}") if spec.post else None
+        if spec.post in VARIABLE_POSTS and not self._observe_vars:
+            post = None  # the plan needs no variable state
         prepare = self._prepare_clip if spec.post == "clip" else None
         families = self._families
 
