@@ -13,6 +13,7 @@ from .base import Relation
 from .consistency import Consistency
 from .event_contain import EventContain
 from .step_evolution import StepEvolution
+from .var_constant import VarConstant
 
 __all__ = ["builtin_relations", "all_relations"]
 
@@ -21,7 +22,7 @@ logger = logging.getLogger("traincheck")
 
 def builtin_relations() -> list[Relation]:
     return [APIArg(), APIArgValue(), APIOutput(), APISequence(), Consistency(), EventContain(),
-            StepEvolution()]
+            StepEvolution(), VarConstant()]
 
 
 def all_relations(pm: Any = None) -> list[Relation]:
