@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from .events import MapSummary, ObjSummary, Scalar, SeqSummary, Summary, TensorSummary
@@ -31,7 +32,8 @@ from .invariants import Clause, Precondition
 
 __all__ = ["Row", "Example", "IDENTITY_FIELDS", "FINGERPRINT_ATTRS", "is_identity", "make_row",
            "meta_fields", "arg_fields", "var_fields", "call_fields", "infer_precondition",
-           "infer_with_exceptions", "holds", "describe", "NAME_FIELD", "MAX_EXCEPTIONS"]
+           "infer_with_exceptions", "holds", "describe", "NAME_FIELD", "MAX_EXCEPTIONS",
+           "RowCache", "merge_rows"]
 
 Row = tuple[tuple[str, Any], ...]
 Example = tuple[Row, ...]
@@ -54,6 +56,7 @@ _KIND_ORDER = {"present": 0, "absent": 1, "constant": 2, "consistent": 3, "unequ
                "not_in": 5}
 
 
+@lru_cache(maxsize=65536)
 def is_identity(field: str) -> bool:
     """True when ``field`` (dotted) names an identity-like value that must never be a clause."""
     return field.rsplit(".", 1)[-1] in IDENTITY_FIELDS
@@ -61,7 +64,10 @@ def is_identity(field: str) -> bool:
 
 def _norm(value: Any) -> Any:
     """A hashable, precondition-worthy value, or None to leave the field out."""
-    if value is None or isinstance(value, float):
+    t = type(value)
+    if t is bool or t is int:
+        return value  # the common cases first: this runs for every field of every row
+    if value is None or t is float:
         return None
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, (int, str, bool)) for v in value):
@@ -85,6 +91,38 @@ def make_row(fields: Mapping[str, Any]) -> Row:
             out.append((k, n))
     out.sort(key=lambda kv: kv[0])
     return tuple(out)
+
+
+class RowCache:
+    """Rows of variable states, memoized by the identity of the attribute dict.
+
+    Analysis records share one attribute dict per observed state (a ``VarChange``'s ``after``
+    is the same object as the state a later ``StepEnd`` holds), so a template that reads the
+    same state many times (every call while it is current, every step end) builds its row
+    once. The cache keeps a reference to each dict it answers for, so an id is never reused
+    while cached; it is cleared when full, which bounds its memory.
+    """
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self.limit = limit
+        self._rows: dict[int, tuple[Any, Any, Any, Row]] = {}
+
+    def var_row(self, attrs: Mapping[str, Any], vtype: str | None = None,
+                name: str | None = None) -> Row:
+        hit = self._rows.get(id(attrs))
+        if hit is not None and hit[0] is attrs and hit[1] == vtype and hit[2] == name:
+            return hit[3]
+        row = make_row(var_fields(attrs, vtype, name))
+        if len(self._rows) >= self.limit:
+            self._rows.clear()
+        self._rows[id(attrs)] = (attrs, vtype, name, row)
+        return row
+
+
+def merge_rows(*rows: Row) -> Row:
+    """One row from rows with disjoint fields (concatenated: rows are compared only with
+    rows built the same way, so a fixed order is all equality needs)."""
+    return tuple(kv for r in rows for kv in r)
 
 
 def meta_fields(meta: Mapping[str, Any]) -> dict[str, Any]:

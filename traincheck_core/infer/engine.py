@@ -196,7 +196,11 @@ def _decide(pool: ProcessPoolExecutor | None, rels: list[Relation], merged: dict
         part = merged.get(r.name)
         if isinstance(part, Accumulator) and isinstance(r, TemplateRelation):
             stats[r.name].hypotheses = sum(len(h) for h in part.hyps.values())
-            tasks += [(r, chunk, frameworks) for chunk in _chunks(part, jobs)]
+            # a template that decides family by family can be split across workers; one
+            # that overrides decide() may look at several families at once (VarConstant
+            # groups variables): it gets its accumulator whole, or results would depend on jobs
+            n = jobs if type(r).decide is TemplateRelation.decide else 1
+            tasks += [(r, chunk, frameworks) for chunk in _chunks(part, n)]
     results = _run(pool, _decide_task, tasks, "deciding", progress)
     found: dict[str, Invariant] = {}
     for r in rels:

@@ -77,34 +77,45 @@ class _Hyp:
     runs: set[str] = field(default_factory=set)
 
 
-def _add_step(steps: dict, key: Any, step: Any) -> None:
-    cur = steps.get(key)
-    if cur is None:
-        steps[key] = (step,)
-    elif len(cur) < MIN_STEPS and step not in cur:
-        steps[key] = cur + (step,)
+def _add_step(entry: list, step: Any) -> None:
+    got = entry[1]
+    if len(got) < MIN_STEPS and step not in got:
+        entry[1] = got + (step,)
 
 
 class Accumulator:
     """Distinct examples per family with counts, and per hypothesis its subjects and runs.
 
-    Per distinct example it also keeps up to :data:`MIN_STEPS` of the steps it was seen at,
-    which is all :meth:`TemplateRelation.decide_one` needs to tell a recurring behaviour from
-    a one-off. Mergeable (:meth:`merge`) and picklable, so runs can be collected in worker
-    processes.
+    ``examples[family]`` maps each distinct example ``(rows, labels)`` to ``[count, steps]``,
+    where ``steps`` holds up to :data:`MIN_STEPS` of the steps it was seen at: all
+    :meth:`TemplateRelation.decide_one` needs to tell a recurring behaviour from a one-off
+    (one dictionary entry per example keeps the hot path at one hash per observation).
+    Mergeable (:meth:`merge`) and picklable, so runs can be collected in worker processes.
     """
 
     def __init__(self) -> None:
-        self.examples: dict[tuple, Counter] = {}
-        self.steps: dict[tuple, dict[tuple, tuple]] = {}
+        self.examples: dict[tuple, dict[tuple, list]] = {}
         self.hyps: dict[tuple, dict[Any, _Hyp]] = {}
 
     def add(self, run_id: str, obs: Iterable[Obs]) -> None:
+        examples, all_hyps = self.examples, self.hyps
         for o in obs:
+            fam = o.family
+            ex = examples.get(fam)
+            if ex is None:
+                ex = examples[fam] = {}
+                all_hyps[fam] = {}
             key = (o.rows, o.labels)
-            self.examples.setdefault(o.family, Counter())[key] += o.weight
-            _add_step(self.steps.setdefault(o.family, {}), key, o.step)
-            hyps = self.hyps.setdefault(o.family, {})
+            entry = ex.get(key)
+            if entry is None:
+                ex[key] = [o.weight, (o.step,)]
+            else:
+                entry[0] += o.weight
+                if len(entry[1]) < MIN_STEPS and o.step not in entry[1]:
+                    entry[1] = entry[1] + (o.step,)
+            if not o.labels:
+                continue
+            hyps = all_hyps[fam]
             seeds = o.labels if o.seeds is None else o.seeds
             for lab in o.labels:
                 h = hyps.get(lab)
@@ -117,13 +128,16 @@ class Accumulator:
                     h.subjects.add(o.subject)
 
     def merge(self, other: Accumulator) -> None:
-        for fam, c in other.examples.items():
-            self.examples.setdefault(fam, Counter()).update(c)
-        for fam, st in other.steps.items():
-            mine_st = self.steps.setdefault(fam, {})
-            for key, got in st.items():
-                for step in got:
-                    _add_step(mine_st, key, step)
+        for fam, ex in other.examples.items():
+            mine_ex = self.examples.setdefault(fam, {})
+            for key, (n, steps) in ex.items():
+                entry = mine_ex.get(key)
+                if entry is None:
+                    mine_ex[key] = [n, steps]
+                    continue
+                entry[0] += n
+                for step in steps:
+                    _add_step(entry, step)
         for fam, hyps in other.hyps.items():
             mine = self.hyps.setdefault(fam, {})
             for lab, h in hyps.items():
@@ -143,23 +157,20 @@ class Accumulator:
         acc.hyps[fam] = self.hyps[fam]
         if fam in self.examples:
             acc.examples[fam] = self.examples[fam]
-            acc.steps[fam] = self.steps.get(fam, {})
         return acc
 
     def add_part(self, other: Accumulator) -> None:
         """Take over ``other``'s families (disjoint from ours)."""
         self.hyps.update(other.hyps)
         self.examples.update(other.examples)
-        self.steps.update(other.steps)
 
     def recurs(self, fam: tuple, lab: Any, pre: Precondition) -> bool:
         """Whether the positives of ``lab`` that ``pre`` covers were seen at two or more
         distinct steps."""
         seen: set = set()
-        st = self.steps.get(fam, {})
-        for (rows, labels) in self.examples.get(fam, {}):
+        for (rows, labels), (_, steps) in self.examples.get(fam, {}).items():
             if lab in labels and holds(pre, rows):
-                seen.update(st.get((rows, labels), (None,)))
+                seen.update(steps)
                 if len(seen) >= MIN_STEPS:
                     return True
         return False
@@ -167,7 +178,7 @@ class Accumulator:
     def split(self, fam: tuple, lab: Any) -> tuple[Counter, Counter]:
         pos: Counter = Counter()
         neg: Counter = Counter()
-        for (rows, labels), n in self.examples.get(fam, {}).items():
+        for (rows, labels), (n, _) in self.examples.get(fam, {}).items():
             (pos if lab in labels else neg)[rows] += n
         return pos, neg
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, VarChange
 from ..invariants import Invariant
-from ..preconditions import Row, call_fields, make_row, var_fields
+from ..preconditions import Row, RowCache, call_fields, make_row
 from .base import PlanPart
 from .common import (
     Collector,
@@ -87,13 +87,13 @@ class _Proc:
             out.append(name)
         return out
 
-    def update(self, ch: VarChange) -> None:
+    def update(self, ch: VarChange, rows: RowCache) -> None:
         old = self.rows.get(ch.name)
         if old is None:
             self.births.append((ch.t, ch.name))
         else:
             self.counts[old] -= 1
-        row = make_row(var_fields(ch.after, ch.vtype, ch.name))
+        row = rows.var_row(ch.after, ch.vtype, ch.name)
         self.states[ch.name] = ch.after
         self.vtypes[ch.name] = ch.vtype
         self.rows[ch.name] = row
@@ -104,12 +104,15 @@ def _vfam(api: str, vrow: Row) -> tuple:
     """Variable hypotheses are per variable type: what a call does to parameters and what it
     does to buffers or optimizer state are different rules (and mixing them leaves no
     precondition that reads well, e.g. "changes every parameter that has a gradient")."""
-    vtype = next((v for k, v in vrow if k == "var.vtype"), None)
-    return ("contain_var", api, vtype)
+    for k, v in reversed(vrow):  # fields are sorted: var.vtype is near the end
+        if k == "var.vtype":
+            return ("contain_var", api, v)
+    return ("contain_var", api, None)
 
 
 def _merge(a: Row, b: Row) -> tuple[Row]:
-    return (tuple(sorted(a + b)),)
+    # the call's fields then the variable's: a fixed order is all equality needs
+    return (a + b,)
 
 
 class _ContainCollector(Collector):
@@ -117,11 +120,12 @@ class _ContainCollector(Collector):
         self.wanted = wanted
         self.detail = detail
         self.procs: dict[int, _Proc] = {}
+        self.rows = RowCache()
         self.var_apis = {f[1] for f in wanted or () if f[0] == "contain_var"}
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if isinstance(item, VarChange):
-            self.procs.setdefault(item.source, _Proc()).update(item)
+            self.procs.setdefault(item.source, _Proc()).update(item, self.rows)
             return ()
         if not isinstance(item, CallRecord):
             return ()
@@ -169,7 +173,7 @@ class _ContainCollector(Collector):
                 if before is None:
                     continue  # first seen during the call: no state to compare with
                 after = last.get(name, before)
-                vrow = make_row(var_fields(before, proc.vtypes.get(name), name))
+                vrow = self.rows.var_row(before, proc.vtypes.get(name), name)
                 labs = _labels(before, after)
                 out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow), labels=labs,
                                subject=name, group=(source, call.id), source=source, step=step,
@@ -184,18 +188,17 @@ class _ContainCollector(Collector):
             if cur is not None:
                 counts[cur] -= 1
             if before is not None and name not in born:
-                counts[make_row(var_fields(before, proc.vtypes.get(name), name))] += 1
+                counts[self.rows.var_row(before, proc.vtypes.get(name), name)] += 1
         for name, after in last.items():
             before = first[name] if name in first else None
             before = pre.get(name, before)
             if before is None or name in born:
                 continue
-            vrow = make_row(var_fields(before, proc.vtypes.get(name), name))
+            vrow = self.rows.var_row(before, proc.vtypes.get(name), name)
             counts[vrow] -= 1
             out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow),
                            labels=_labels(before, after), subject=name, step=step))
-        for vrow in sorted(counts, key=repr):
-            n = counts[vrow]
+        for vrow, n in counts.items():  # insertion order: deterministic for a given trace
             if n > 0:
                 out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow),
                                labels=frozenset(), weight=n, step=step))

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..analysis.assembler import Item, StepEnd
 from ..invariants import Invariant
-from ..preconditions import make_row, meta_fields, var_fields
+from ..preconditions import RowCache, make_row, merge_rows, meta_fields
 from .base import PlanPart
 from .common import Collector, Obs, TemplateRelation, meta_int, name_list
 
@@ -40,6 +40,7 @@ class _EvoCollector(Collector):
         self.wanted = wanted
         self.active = wanted is None or any(f[0] == _FAMILY for f in wanted)
         self.prev: dict[int, StepEnd] = {}
+        self.rows = RowCache()
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if not self.active or not isinstance(item, StepEnd):
@@ -50,19 +51,20 @@ class _EvoCollector(Collector):
         self.prev[item.source] = item
         if prev is None or prev.step + 1 != item.step:
             return ()
-        meta = meta_fields(prev.meta)
+        meta = make_row(meta_fields(prev.meta))
         rank = meta_int(item.meta, "rank")
         out = []
         for name in sorted(prev.states.keys() & item.states.keys()):
             b, a = prev.states[name], item.states[name]
-            fields = {**var_fields(b, name=name), **meta}
+            full = merge_rows(self.rows.var_row(b, name=name), meta)
             for attr in sorted(b.keys() & a.keys()):
                 fam = (_FAMILY, attr)
                 if self.wanted is not None and fam not in self.wanted:
                     continue
                 # the attribute under study never conditions itself: "value grows by one
                 # when value = 1 or 2" would only restate the reference run's values
-                row = make_row({k: v for k, v in fields.items() if k != f"var.{attr}"})
+                own = f"var.{attr}"
+                row = tuple(kv for kv in full if kv[0] != own)
                 out.append(Obs(family=fam, rows=(row,), labels=_labels(attr, b[attr], a[attr]),
                                subject=name, group=(item.source, item.step),
                                source=item.source, step=item.step, rank=rank,
