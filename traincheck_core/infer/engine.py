@@ -1,4 +1,5 @@
-"""The inference engine: traces in, invariants out. See ``docs/inference.md``.
+"""The inference engine: traces in, invariants out. See "Inference" in
+``docs/architecture.md`` and ``benchmarks/inference/bench_infer.py``.
 
 Two phases, both spread over a process pool when ``jobs > 1``:
 
