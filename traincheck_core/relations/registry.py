@@ -8,6 +8,7 @@ from typing import Any
 from .api_arg import APIArg
 from .api_arg_value import APIArgValue
 from .api_output import APIOutput
+from .api_repeat import APIRepeat
 from .api_sequence import APISequence
 from .base import Relation
 from .consistency import Consistency
@@ -22,7 +23,7 @@ logger = logging.getLogger("traincheck")
 
 def builtin_relations() -> list[Relation]:
     return [APIArg(), APIArgValue(), APIOutput(), APISequence(), Consistency(), EventContain(),
-            StepEvolution(), VarConstant()]
+            StepEvolution(), VarConstant(), APIRepeat()]
 
 
 def all_relations(pm: Any = None) -> list[Relation]:
