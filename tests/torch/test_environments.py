@@ -223,3 +223,93 @@ print("restored")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert res.stdout.strip() == "restored", res.stderr
+
+
+USER_PKG = {
+    "mylib/__init__.py": """
+        from .train import fit
+
+        def helper(x):
+            return x * 2
+        """,
+    "mylib/train.py": """
+        import torch
+
+        class Trainer:
+            def __init__(self, model, opt):
+                self.model, self.opt = model, opt
+
+            def train_step(self, x):
+                self.opt.zero_grad()
+                loss = self.model(x).sum()
+                loss.backward()
+                self.opt.step()
+                return loss.item()
+
+        def fit(model, opt, steps):
+            t = Trainer(model, opt)
+            return [t.train_step(torch.ones(2, 3)) for _ in range(steps)]
+        """,
+}
+USER_MAIN = """
+import torch, mylib
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), 0.1)
+mylib.fit(model, opt, 2)
+print(mylib.helper(21))
+"""
+
+
+def test_user_functions_and_methods_by_option(runner):
+    (runner.path / "mylib").mkdir()
+    for name, body in USER_PKG.items():
+        runner.script(name, body)
+    procs = traced(runner, "main.py", USER_MAIN, timeout=120)
+    [proc] = procs
+    assert not proc.calls("mylib.helper")  # nothing of the user's is traced unless asked
+    runner.script("main.py", USER_MAIN)
+    res = runner.traincheck("run", "-q", "-o", "out2", "--plugin", "torch",
+                            "--torch-instrument", "mylib", "main.py", timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "42", res.stderr
+    [proc] = load_run(runner.path / "out2")
+    top = [c.api for c, _ in proc.events if type(c).__name__ == "CallStart" and c.parent == 0
+           and c.api.startswith("mylib")]
+    # the package's re-export of a submodule function is traced under its home module
+    assert top == ["mylib.train.fit", "mylib.helper"]
+    [(fit, _)] = proc.calls("mylib.train.fit")
+    assert fit.args["2"].v == 2
+    steps = proc.calls("mylib.train.Trainer.train_step")
+    assert len(steps) == 2 and all(c.parent == fit.id for c, _ in steps)
+    # torch calls inside the user's method are its children, with their variable changes
+    for call, _ in steps:
+        kids = [c for c, _ in proc.events if type(c).__name__ == "CallStart"
+                and c.parent == call.id]
+        assert [c.api for c in kids] == ["torch.optim.Optimizer.zero_grad",
+                                         "torch.nn.Module.forward", "torch.Tensor.backward",
+                                         "torch.optim.Optimizer.step"]
+        assert set(proc.vars_of_call(kids[-1].id)) == {"model.weight", "model.bias"}
+    assert not proc.calls("mylib.train.Trainer.__init__")  # private names are left out
+    bad = runner.traincheck("run", "-o", "out3", "--plugin", "torch", "--torch-instrument",
+                            "my-lib", "main.py")
+    assert bad.returncode == 2 and "not a module name" in bad.stderr
+
+
+def test_apis_command_lists_catalog_of_installed_torch(runner):
+    import json
+
+    import torch
+
+    res = runner.traincheck("apis", "--plugin", "torch", "--json", timeout=120)
+    assert res.returncode == 0, res.stderr
+    apis = json.loads(res.stdout)["torch"]
+    assert apis == sorted(apis)
+    assert {"torch.nn.Module.forward", "torch.optim.Optimizer.step",
+            "torch.optim.Optimizer.zero_grad", "torch.Tensor.backward",
+            "torch.nn.utils.clip_grad_norm_", "torch.distributed.all_reduce",
+            "torch.utils.data.DataLoader.__iter__", "torch.compile"} <= set(apis)
+    # init functions come from introspecting the installed torch, not from a hand list
+    inits = {f"torch.nn.init.{n}" for n in vars(torch.nn.init)
+             if n.endswith("_") and not n.startswith("_") and callable(getattr(torch.nn.init, n))}
+    assert inits and inits <= set(apis)
+    text = runner.traincheck("apis", "--plugin", "torch", timeout=120)
+    assert text.stdout.startswith(f"# torch ({len(apis)} APIs)")

@@ -170,3 +170,60 @@ def test_transformer_lm(runner):
     assert lrs == [3e-3, 1.5e-3, 7.5e-4]
     top = [m["stage"] for c, m in proc.calls("torch.nn.Module.forward") if c.parent == 0]
     assert top == ["train"] * 4 + ["eval"]
+
+
+CUSTOM_OPT = """
+import torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+
+class SignSGD(torch.optim.Optimizer):   # defined by the user after traincheck instrumented torch
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-g["lr"])
+
+    def zero_grad(self, set_to_none=True):   # overrides Optimizer.zero_grad, no super() call
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None
+
+class Clearing(SignSGD):   # a subclass of the subclass, clearing through super()
+    def zero_grad(self, set_to_none=True):
+        super().zero_grad(set_to_none)
+
+net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2), nn.Linear(2, 2))
+head = net[3]
+opt = SignSGD(list(net[0].parameters()) + list(net[2].parameters()), 0.01)
+opt2 = Clearing(head.parameters(), 0.01)
+x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+for _ in range(3):
+    opt.zero_grad(); opt2.zero_grad()
+    F.cross_entropy(net[:3](x), y).backward()   # the head gets no gradient
+    opt.step(); opt2.step()
+"""
+
+
+def test_user_optimizer_subclass_defined_later(runner):
+    [proc] = traced(runner, "custom_opt.py", CUSTOM_OPT)
+    steps = proc.calls("torch.optim.Optimizer.step")
+    assert [c.args["self"].type for c, _ in steps] == ["__main__.SignSGD",
+                                                       "__main__.Clearing"] * 3
+    for call, _ in steps[::2]:
+        with_grad, _ = _params_with_grad_before(proc, call.id)
+        changed = {n for n, v in proc.vars_of_call(call.id).items() if v.attrs.get("is_param")}
+        assert changed == with_grad == {"net.0.weight", "net.0.bias", "net.2.weight",
+                                        "net.2.bias"}
+    assert all(not proc.vars_of_call(c.id) for c, _ in steps[1::2])  # head: no grad, no change
+    zero = proc.calls("torch.optim.Optimizer.zero_grad")
+    # both overrides are traced once per call (Clearing's super() call is not traced again)
+    assert [c.args["self"].type for c, _ in zero] == ["__main__.SignSGD",
+                                                      "__main__.Clearing"] * 3
+    reset = proc.vars_of_call(zero[2][0].id)
+    assert set(reset) == {"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"}
+    assert all(v.attrs["grad"] is None for v in reset.values())
+    assert [m["step"] for _, m in steps] == [0, 1, 1, 2, 2, 3]

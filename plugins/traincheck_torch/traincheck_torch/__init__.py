@@ -7,10 +7,11 @@ imported (sessions start before the user's script runs).
 
 from __future__ import annotations
 
+import argparse
 from importlib import metadata
 from typing import Any
 
-from traincheck_core import InstrumentationPlan, Session, hookimpl
+from traincheck_core import Config, InstrumentationPlan, Session, UsageError, hookimpl
 
 __version__ = "0.1.0"
 TRAINCHECK_REQUIRES = ("torch>=2.1",)
@@ -26,6 +27,37 @@ def get_instrumentor() -> Any:
 
         _instrumentor = TorchInstrumentor()
     return _instrumentor
+
+
+@hookimpl
+def traincheck_add_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--torch-instrument", dest="torch_instrument", action="append", metavar="MODULE",
+        type=_module_name,
+        help="also trace the public functions and methods defined in MODULE (a package "
+             "includes its submodules) once it is imported; repeatable")
+
+
+def _module_name(value: str) -> str:
+    from .user_code import valid_module_name
+
+    if not valid_module_name(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a module name "
+                                         "(expected a dotted name such as mypkg.models)")
+    return value
+
+
+@hookimpl
+def traincheck_configure(config: Config) -> None:
+    from .user_code import valid_module_name
+
+    names = config.options.get("torch_instrument") or []
+    if not isinstance(names, list):
+        raise UsageError("torch_instrument must be a list of module names")
+    for name in names:
+        if not isinstance(name, str) or not valid_module_name(name):
+            raise UsageError(f"--torch-instrument {name!r}: not a module name "
+                             "(expected dotted names such as mypkg.models)")
 
 
 @hookimpl

@@ -34,6 +34,7 @@ from .metavars import MetaState
 from .naming import unwrap
 from .patching import Patcher
 from .summarize import module_summary, summarize_value
+from .user_code import UserCodeInstrumentor
 from .variables import ALL, GRAD, VariableTracker
 
 __all__ = ["TorchInstrumentor", "FORWARD", "STEP"]
@@ -61,6 +62,11 @@ class TorchInstrumentor:
         self._handles: list[Any] = []
         self._patcher = Patcher()
         self._families: dict[str, str] = {}
+        # Optimizer methods patched on the base class, re-applied to subclasses that override
+        # them (user or third-party optimizers, whenever they are defined).
+        self._subclass_specs: list[ApiSpec] = []
+        self._covered: set[type] = set()
+        self.user_code = UserCodeInstrumentor(self._wrap_user)
         self._trace_step = True
         self._observe_vars = True
 
@@ -94,7 +100,10 @@ class TorchInstrumentor:
             except Exception:
                 pass
         self._handles.clear()
+        self.user_code.stop()
         self._patcher.undo()
+        self._subclass_specs.clear()
+        self._covered.clear()
         if getattr(self, "vars", None) is not None:
             self.vars.uninstall()
         self.installed = False
@@ -133,6 +142,7 @@ class TorchInstrumentor:
             if plan.wants_api(spec.api) or spec.post in META_POSTS or (
                     observe_vars and spec.post in VARIABLE_POSTS):
                 self._patch(spec)
+        self._install_user_code()
 
     def _patch(self, spec: ApiSpec) -> None:
         found = resolve(spec)
@@ -143,6 +153,33 @@ class TorchInstrumentor:
             return  # already ours (a second adapter instance must not stack wrappers)
         self._families[spec.api] = spec.family
         self._patcher.wrap(owner, spec.attr, raw, self._wrapper(spec))
+        if spec.owner == "Optimizer" and spec.attr != "__init__":
+            self._subclass_specs.append(spec)
+
+    def _cover_subclass(self, cls: type) -> None:
+        """Wrap the patched Optimizer methods that ``cls`` (or a base between it and
+        Optimizer) overrides; the override would otherwise hide the base class's patch."""
+        if cls in self._covered:
+            return
+        self._covered.add(cls)
+        base = self.torch.optim.Optimizer
+        for klass in cls.__mro__:
+            if klass is base or not issubclass(klass, base):
+                break
+            for spec in self._subclass_specs:
+                raw = vars(klass).get(spec.attr)
+                if callable(raw) and not isinstance(raw, wrapt.FunctionWrapper):
+                    self._patcher.wrap(klass, spec.attr, raw, self._wrapper(spec))
+
+    def _wrap_user(self, owner: Any, attr: str, raw: Any, spec: ApiSpec) -> None:
+        if not isinstance(raw, wrapt.FunctionWrapper):
+            self._patcher.wrap(owner, attr, raw, self._wrapper(spec))
+
+    def _install_user_code(self) -> None:
+        assert self.session is not None
+        names = self.session.config.options.get("torch_instrument") or []
+        if names:
+            self.user_code.watch(names)
 
     @contextmanager
     def quiet(self) -> Iterator[None]:
@@ -224,6 +261,7 @@ class TorchInstrumentor:
         if s is None or s.is_suppressed() or STEP in s.disabled_probes or not self._trace_step:
             return None
         try:
+            self._cover_subclass(type(opt))
             with self.quiet():
                 self.vars.track_optimizer(opt)
                 name = self.vars.opt_name(opt)
@@ -361,6 +399,7 @@ class TorchInstrumentor:
             self.vars.observe(self.vars.all_model_vars(), ALL, cid)
 
     def _post_opt_init(self, opt: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        self._cover_subclass(type(opt))
         self.vars.track_optimizer(opt, cid)
 
     def _post_opt_grad(self, opt: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
