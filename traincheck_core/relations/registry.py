@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from .api_arg import APIArg
+from .api_arg_fresh import APIArgFresh
 from .api_arg_value import APIArgValue
 from .api_output import APIOutput
 from .api_repeat import APIRepeat
@@ -15,6 +16,7 @@ from .consistency import Consistency
 from .event_contain import EventContain
 from .step_evolution import StepEvolution
 from .var_constant import VarConstant
+from .var_continuity import VarContinuity
 
 __all__ = ["builtin_relations", "all_relations"]
 
@@ -23,7 +25,8 @@ logger = logging.getLogger("traincheck")
 
 def builtin_relations() -> list[Relation]:
     return [APIArg(), APIArgValue(), APIOutput(), APISequence(), Consistency(), EventContain(),
-            StepEvolution(), VarConstant(), APIRepeat()]
+            StepEvolution(), VarConstant(), APIRepeat(),
+            VarContinuity()]
 
 
 def all_relations(pm: Any = None) -> list[Relation]:
