@@ -96,3 +96,15 @@ def demo(session: nox.Session) -> None:
     _install_torch(session)
     session.run("bash", str(ROOT / "examples" / "demo" / "demo.sh"),
                 env={"PYTHON": "python", "DEMO_DIR": os.environ.get("DEMO_DIR", "demo-output")})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The silent-bug benchmark suite (benchmarks/suite): every bug pair and healthy program,
+    results table under benchmarks/results/. Extra arguments go to run_suite.py."""
+    _install_core(session)
+    _install_torch(session)
+    if _have("jax"):
+        session.install(*C, "-e", f"{PLUGINS['jax']}[jax]")
+    session.run("python", str(ROOT / "benchmarks" / "suite" / "run_suite.py"), "-j", "2",
+                *session.posargs, env={"DS_ACCELERATOR": "cpu"})

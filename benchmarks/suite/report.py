@@ -11,13 +11,41 @@ from typing import Any
 
 def write_reports(results: dict[str, Any], out: Path, tag: str = "") -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    stem = time.strftime("%Y-%m-%d") + (f"-{tag}" if tag else "")
+    stem = "suite-" + time.strftime("%Y-%m-%d") + (f"-{tag}" if tag else "")
+    results.setdefault("overheads", cite_overheads(RESULTS))
     results["summary"] = summarize(results)
     js = out / f"{stem}.json"
     js.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
     md = out / f"{stem}.md"
     md.write_text(render(results))
     return md, js
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"  # benchmarks/results
+OVERHEAD_KEYS = {"median": ("median_overhead", "median"), "worst": ("worst_overhead", "worst")}
+
+
+def cite_overheads(results_dir: Path) -> dict[str, Any]:
+    """The latest collection-*.json and checking-*.json written by the overhead benchmarks
+    (benchmarks/collection, benchmarks/checking), which time steps against plain runs in the
+    same invocation; the suite's own wall-clock ratios are dominated by interpreter start-up."""
+    cited: dict[str, Any] = {}
+    for kind in ("collection", "checking"):
+        files = sorted(results_dir.glob(f"{kind}-*.json"), key=lambda f: f.stat().st_mtime)
+        if not files:
+            cited[kind] = {"file": None, "note": f"no {kind}-*.json in {results_dir}"}
+            continue
+        try:
+            data = json.loads(files[-1].read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            cited[kind] = {"file": files[-1].name, "note": f"unreadable: {e}"}
+            continue
+        got = {"file": files[-1].name, "date": data.get("date"), "machine": data.get("machine")}
+        for name, keys in OVERHEAD_KEYS.items():
+            got[name] = next((data[k] for k in keys if isinstance(data.get(k), (int, float))),
+                             None)
+        cited[kind] = got
+    return cited
 
 
 def summarize(r: dict[str, Any]) -> dict[str, Any]:
@@ -27,25 +55,35 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
     def count(which: str, key: str) -> int:
         return sum(1 for b in scored if (b.get(which) or {}).get(key))
 
-    progs_ok = sum(1 for h in r["healthy"] if _ok(h["stages"].get("plain")))
-    bug_progs_ok = sum(1 for b in bugs if _ok(b["stages"].get("plain_healthy"))
-                       and _ok(b["stages"].get("plain_buggy")))
+    progs_ok = sum(1 for h in r["healthy"]
+                   if _ok(h["stages"].get("plain")) or _ok(h["stages"].get("ref")))
+    bug_progs_ok = sum(1 for b in bugs if _runs(b, "healthy") and _runs(b, "buggy"))
     s: dict[str, Any] = {
         "bug_pairs": len(bugs),
-        "bug_pairs_running_plain": bug_progs_ok,
+        "bug_pairs_running": bug_progs_ok,
         "bug_pairs_scored": len(scored),
         "detected_online": count("online", "detected"),
         "detected_offline": count("offline", "detected"),
         "on_time_online": count("online", "on_time"),
         "on_time_offline": count("offline", "on_time"),
+        "detected_online_or_offline": sum(1 for b in scored if _any(b, "detected")),
+        "on_time_online_or_offline": sum(1 for b in scored if _any(b, "on_time")),
+        "on_time_share": (round(sum(1 for b in scored if _any(b, "on_time")) / len(bugs), 3)
+                          if bugs else None),
         "bug_pairs_with_false_alarms": sum(1 for b in scored if b.get("false_alarms")),
         "healthy_programs": len(r["healthy"]),
-        "healthy_programs_running_plain": progs_ok,
+        "healthy_programs_running": progs_ok,
         "collection_overhead_median": _median([b.get("collection_overhead") for b in bugs]
                                               + [h.get("collection_overhead")
                                                  for h in r["healthy"]]),
         "checking_overhead_median": _median([b.get("checking_overhead") for b in bugs]),
-        "infer_seconds_median": _median([b.get("infer_seconds") for b in bugs]),
+        "infer_seconds_median": _median([b.get("infer_seconds") for b in bugs]
+                                        + [(t.get("infer") or {}).get("seconds")
+                                           for t in r["self_checks"] + r["transfer"]]),
+        "infer_seconds_max": _max([v for v in [b.get("infer_seconds") for b in bugs]
+                                  + [(t.get("infer") or {}).get("seconds")
+                                     for t in r["self_checks"] + r["transfer"]]
+                                  if v is not None]),
     }
     same = [c for t in r["self_checks"] for c in t["checks"] if c["trace"] == "same_seed"]
     s["identical_reruns_with_violations"] = sum(1 for c in same if c.get("violated"))
@@ -83,7 +121,7 @@ def render(r: dict[str, Any]) -> str:
               "by invariant | hint | false alarms | overhead collect / check | status |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for b in r["bugs"]:
-        det = b.get("online") or b.get("offline") or {}
+        det = next((d for w in ("online", "offline") if (d := b.get(w)) and d["detected"]), {})
         by = det.get("by") or {}
         lines.append(
             f"| {b['name']} | {b['category']} | {b['trigger_step']} | {_det(b.get('online'))} "
@@ -100,20 +138,27 @@ def render(r: dict[str, Any]) -> str:
                      f"{_x(h.get('collection_overhead'))} |")
     if r["self_checks"]:
         lines += ["", "### Reruns checked against the program's own invariants", "",
-                  "| program | invariants | identical rerun: violated | other seed: violated |",
-                  "|---|---|---|---|"]
+                  "| program | invariants | inference s | identical rerun: violated | "
+                  "other seed: violated |", "|---|---|---|---|---|"]
         for t in r["self_checks"]:
             c = {x["trace"]: x for x in t["checks"]}
-            lines.append(f"| {t['refs'][0]} | {t['invariants']} | "
+            lines.append(f"| {t['refs'][0]} | {t['invariants']} | {_secs(t)} | "
                          f"{_viol(c.get('same_seed'))} | {_viol(c.get('other_seed'))} |")
     if r["transfer"]:
         lines += ["", "### Transfer: invariants from k programs, checked on the others", "",
-                  "| k | reference programs | invariants | mean share violated | "
-                  "union share violated | targets checked |", "|---|---|---|---|---|---|"]
+                  "| k | reference programs | invariants | inference s | mean share violated | "
+                  "union share violated | targets checked |", "|---|---|---|---|---|---|---|"]
         for t in r["transfer"]:
             ok = sum(1 for c in t["checks"] if c.get("status", "ok") == "ok")
             lines.append(f"| {t['k']} | {', '.join(t['refs'])} | {t['invariants']} | "
-                         f"{_pct(t.get('mean_share'))} | {_pct(t.get('union_share'))} | {ok} |")
+                         f"{_secs(t)} | {_pct(t.get('mean_share'))} | "
+                         f"{_pct(t.get('union_share'))} | {ok} |")
+    lines += ["", "## Overhead (cited from the overhead benchmarks)", "",
+              "| what | median | worst | source |", "|---|---|---|---|"]
+    for kind, c in r.get("overheads", {}).items():
+        src = c.get("file") and f"benchmarks/results/{c['file']} ({c.get('date')})"
+        lines.append(f"| {kind} | {_x(c.get('median'))} | {_x(c.get('worst'))} | "
+                     f"{src or c.get('note', '')} |")
     fails = _failures(r)
     if fails:
         lines += ["", "## Failed or unavailable stages", ""] + fails
@@ -131,6 +176,18 @@ def _failures(r: dict[str, Any]) -> list[str]:
                                f"(exit {st.get('returncode')}) — {_cell(tail[0], 160)}")
             out += [f"* {kind} `{it['name']}`: {n}" for n in it.get("notes", [])]
     return out
+
+
+def _runs(b: dict[str, Any], which: str) -> bool:
+    """The pair's ``which`` program ran, plain or traced."""
+    st = b["stages"]
+    if which == "healthy":
+        return _ok(st.get("plain_healthy")) or _ok(st.get("trace_healthy"))
+    return _ok(st.get("plain_buggy")) or _ok(st.get("online_buggy")) or _ok(st.get("trace_buggy"))
+
+
+def _any(b: dict[str, Any], key: str) -> bool:
+    return any((b.get(w) or {}).get(key) for w in ("online", "offline"))
 
 
 def _ok(st: dict[str, Any] | None) -> bool:
@@ -163,12 +220,21 @@ def _status(b: dict[str, Any]) -> str:
     return b.get("status", "ok") + ("" if not b.get("notes") else f": {'; '.join(b['notes'])}")
 
 
+def _secs(t: dict[str, Any]) -> str:
+    secs = (t.get("infer") or {}).get("seconds")
+    return "—" if secs is None else f"{secs:.1f}"
+
+
 def _x(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}×"
 
 
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def _max(xs: list[float]) -> float | None:
+    return round(max(xs), 2) if xs else None
 
 
 def _median(xs: list[float | None]) -> float | None:
