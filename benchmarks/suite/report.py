@@ -106,6 +106,8 @@ def render(r: dict[str, Any]) -> str:
         f"(commit {m['commit']}{', core/plugins modified' if m['dirty'] == 'yes' else ''}).",
         f"traincheck commands available: {', '.join(r['commands']) or 'none'}. "
         f"Suite wall time {r['duration_s']} s; settings {json.dumps(r['settings'])}.",
+        *([f"Skipped (their traincheck plugin does not load here): "
+           f"{', '.join(r['skipped'])}."] if r.get("skipped") else []),
         "",
         "## Summary",
         "",

@@ -82,6 +82,17 @@ def available_commands() -> set[str]:
     return {n for n in names if f"\n    {n} " in out.stdout or f"\n    {n}\n" in out.stdout}
 
 
+def loadable_plugins() -> set[str]:
+    """Plugins `traincheck plugins` says would load (e.g. no jax without JAX installed)."""
+    try:
+        out = subprocess.run(["traincheck", "plugins"], capture_output=True, text=True,
+                             timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.split()[0] for line in out.splitlines()
+            if line.strip().endswith("loads") and line.split()}
+
+
 def rotations(names: list[str], k: int, subsets: int) -> list[list[str]]:
     """Deterministic reference sets: k consecutive programs starting at evenly spaced offsets."""
     n = len(names)
@@ -102,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="traincheck-suite-"))
     commands = set() if args.plain_only else available_commands()
+    skipped: list[str] = []
+    if commands:
+        usable = loadable_plugins()
+        skipped = sorted({c.name for c in [*bugs, *progs] if c.framework not in usable})
+        if skipped:
+            log(f"skipping {', '.join(skipped)}: their traincheck plugin does not load here")
+        bugs = [b for b in bugs if b.framework in usable]
+        progs = [p for p in progs if p.framework in usable]
     ctx = Ctx(work=work, seed=args.seed, timeout=args.timeout, plugin=args.plugin,
               commands=commands, steps=args.steps,
               plain_runs=args.overhead or args.plain_only)
@@ -125,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.time() - started, 1),
         "machine": describe(REPO),
         "commands": sorted(commands),
+        "skipped": skipped,
         "settings": {"seed": args.seed, "steps": args.steps, "jobs": args.jobs,
                      "ks": args.ks, "subsets": args.subsets, "plugin": args.plugin,
                      "work": str(work)},
