@@ -24,8 +24,8 @@ logger = logging.getLogger("traincheck")
 
 
 def builtin_relations() -> list[Relation]:
-    return [APIArg(), APIArgValue(), APIOutput(), APISequence(), Consistency(), EventContain(),
-            StepEvolution(), VarConstant(), APIRepeat(),
+    return [APIArg(), APIArgFresh(), APIArgValue(), APIOutput(), APISequence(), Consistency(),
+            EventContain(), StepEvolution(), VarConstant(), APIRepeat(),
             VarContinuity()]
 
 
