@@ -313,3 +313,39 @@ def test_apis_command_lists_catalog_of_installed_torch(runner):
     assert inits and inits <= set(apis)
     text = runner.traincheck("apis", "--plugin", "torch", timeout=120)
     assert text.stdout.startswith(f"# torch ({len(apis)} APIs)")
+
+
+COMPILED_STEP = """
+import sys, torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-2)
+cmodel = torch.compile(model, backend="aot_eager")
+
+@torch.compile(backend="aot_eager")   # the optimizer step itself is compiled too
+def opt_step():
+    opt.step()
+
+x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+for i in range(3):
+    opt.zero_grad()
+    F.cross_entropy(cmodel(x), y).backward()
+    opt_step()
+torch.save(model.state_dict(), sys.argv[1])
+"""
+
+
+def test_compiled_model_and_step_never_crash_and_stay_bit_identical(runner):
+    """AOTAutograd compiles forward, backward and the optimizer step: tracing must neither
+    break compilation nor change the result; the eager parts stay observed."""
+    [proc] = traced(runner, "compiled.py", COMPILED_STEP, "traced.pt")
+    assert len(proc.calls("torch.compile")) >= 2  # the decorator form calls it twice
+    assert len(proc.calls("torch.optim.Optimizer.zero_grad")) == 3
+    backs = proc.calls("torch.Tensor.backward")
+    assert len(backs) == 3 and all("model.0.weight" in proc.vars_of_call(c.id) for c, _ in backs)
+    plain = runner.python("compiled.py", "plain.pt", timeout=240)
+    assert plain.returncode == 0, plain.stderr
+    check = runner.python("-c", "import torch; a, b = torch.load('traced.pt'), "
+                          "torch.load('plain.pt'); "
+                          "assert all(torch.equal(a[k], b[k]) for k in a), 'differ'; print('ok')")
+    assert check.stdout.strip() == "ok", check.stderr
