@@ -195,3 +195,35 @@ def test_nnx_optimizer_and_train_eval_stage(runner) -> None:
     drops = t.calls_of("flax.nnx.Dropout.__call__")
     assert drops[-1][1]["stage"] == "eval" and drops[-1][0].args["active"].v is False
     assert drops[0][1]["stage"] == "train" and drops[0][0].args["active"].v is True
+
+
+# The lowered program (StableHLO text) of the healthy train step: tracing must not add or
+# change a single operation (every probe that runs while JAX traces sees tracers, and a probe
+# that concretized one would raise here instead).
+LOWERED = """
+import hashlib, sys
+import jax, jax.numpy as jnp, optax
+sys.path.insert(0, {dir!r})
+import jax_flax_mlp as prog
+from flax.training import train_state
+model = prog.MLP()
+x, y = prog.data(0)
+params = model.init(jax.random.PRNGKey(0), x, train=False)["params"]
+state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-2))
+text = prog.train_step.lower(state, x, y, jax.random.PRNGKey(1)).as_text()
+print("HLO", hashlib.sha256(text.encode()).hexdigest(), len(text))
+"""
+
+
+def test_compiled_program_unchanged_by_tracing(runner) -> None:
+    runner.script("lowered.py", LOWERED.format(dir=str(HEALTHY.parent)))
+    plain = runner.python("lowered.py")
+    traced = runner.traincheck("run", "--plugin", "jax", "-o", "out", "lowered.py")
+    assert plain.returncode == 0 and traced.returncode == 0, plain.stderr + traced.stderr
+    hlo = [next(ln for ln in r.stdout.splitlines() if ln.startswith("HLO"))
+           for r in (plain, traced)]
+    assert hlo[0] == hlo[1]
+    # and the probes really ran while JAX traced the step, on tracers
+    t = Trace(runner.path / "out")
+    applied = t.calls_of("flax.training.train_state.TrainState.apply_gradients")
+    assert applied and applied[0][0].args["grads"].type == "dict"

@@ -191,13 +191,19 @@ class JaxAdapter:
                 frames = self.frames()  # non-empty: a jitted function is being traced
                 traced = bool(frames) or self.kit.any_tracer(
                     self.jtu.tree_leaves(list(nm.values())))
+                # An API the deployed invariants do not name keeps its call (nesting and the
+                # attribution of variable changes stay intact) but not its arguments.
+                wanted = self.session.plan.wants_api(api)
                 if frames:
-                    frames[-1].entries.append((api, self.summarize_args(nm, True)))
+                    frames[-1].entries.append((api, self.summarize_args(nm, True) if wanted
+                                               else {}))
                     cid = 0
                 else:
                     if before is not None and not traced:
                         before()
-                    cid = self.start(api, self.summarize_args(nm, traced), caller_loc())
+                    cid = self.start(api, self.summarize_args(nm, traced) if wanted else {},
+                                     caller_loc())
+                    keep_ret = keep_ret and wanted
         except Exception as exc:
             self.session.probe_failed(probe, exc)
             return fn(*args, **kwargs)

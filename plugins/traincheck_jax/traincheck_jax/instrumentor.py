@@ -87,8 +87,12 @@ class Instrumentor:
             assert self.session is not None
             self.adapter = JaxAdapter(self.session, jax)
             kit = self.adapter.kit
-            self.session.summaries.register(type(jax.numpy.zeros(())), kit.summarize)
-            self.session.summaries.register(kit.Tracer, kit.summarize)
+            # Arrays inside containers (pytree arguments such as `updates`, `grads`) are
+            # summarized without a fingerprint: hashing every leaf of every nested Optax
+            # update would dominate eager training. PRNG keys keep theirs; tracked variables
+            # are fingerprinted as variables; top-level array arguments as arguments.
+            self.session.summaries.register(type(jax.numpy.zeros(())), kit.summarize_nested)
+            self.session.summaries.register(kit.Tracer, kit.summarize_nested)
             self.session.set_meta(step=0)
         return self.adapter
 

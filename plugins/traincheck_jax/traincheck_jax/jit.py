@@ -126,8 +126,8 @@ class JitProbe:
             if root is not None:
                 roots.setdefault(ad.jtu.tree_structure(value), root)
             ad.observe_vars(flatten_vars(ad.jtu, value, root), 0)  # read before donation
-        pre = Pre(named=named, args=ad.summarize_args(named, False), key=key, roots=roots,
-                  cache_size=_cache_size(wrapped))
+        args = ad.summarize_args(named, False) if ad.session.plan.wants_api(info.api) else {}
+        pre = Pre(named=named, args=args, key=key, roots=roots, cache_size=_cache_size(wrapped))
         profile = info.profiles.get(key, info.last)
         if profile is not None:
             self._stage(profile)
