@@ -152,7 +152,16 @@ def markdown(summary: dict) -> str:
         f"{st['repeats']} repeats x {st['steps']} timed steps (after {st['warmup']} warm-up "
         f"steps), torch threads = {st['threads']}, in one invocation.", "",
         table(summary), "",
-        f"Machine: {machine}. Load average at the end: {load} (the machine is shared).", ""])
+        f"Machine: {machine}. Load average at the end: {load} (the machine is shared).", "",
+        "Reading the numbers: *overhead* compares median wall-clock step times; *CPU "
+        "overhead* compares the median CPU time of the training process per step (all its "
+        "threads, including traincheck's trace writer). When the machine is loaded by other "
+        "work, wall-clock medians of the two sides can differ by more than the tracing "
+        "costs (ratios below 1x are such noise); CPU time is the steadier measure of what "
+        "tracing adds. Full collection: every module forward (with arguments), optimizer "
+        "step, zero_grad, backward and clip call, and a state event with an XXH3 fingerprint "
+        "of every element of every parameter, gradient, buffer and optimizer-state tensor "
+        "each time one changes across an instrumented call.", ""])
 
 
 def main() -> int:
