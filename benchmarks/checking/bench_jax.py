@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -62,7 +61,7 @@ def reference(name: str, steps: int, work: Path) -> tuple[Path, int, int]:
     return inv, count, _events(run_dir)
 
 
-def checked(name: str, steps: int, warmup: int, inv: Path, out: Path) -> tuple[list, int]:
+def checked(name: str, steps: int, warmup: int, inv: Path, out: Path) -> tuple[dict, int]:
     res = C.run_checked(C.tc("run", "--plugin", "jax", "-o", str(out), "--invariants",
                              str(inv), *C.worker_cmd(name, steps, warmup)), f"checked {name}")
     alarms = sum(1 for line in res.stderr.splitlines()
@@ -72,28 +71,24 @@ def checked(name: str, steps: int, warmup: int, inv: Path, out: Path) -> tuple[l
 
 def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
     inv, count, full_events = reference(name, args.ref_steps, work)
-    ratios, plain_med, checked_med, alarms, checked_events = [], [], [], 0, 0
+    pairs, alarms, checked_events = C.Pairs(), 0, 0
     for r in range(args.repeats):
-        got: dict[str, float] = {}
+        got: dict[str, dict] = {}
         for kind in (("plain", "checked") if r % 2 == 0 else ("checked", "plain")):
             if kind == "plain":
-                got[kind] = statistics.median(C.plain(name, args.steps, args.warmup))
+                got[kind] = C.plain(name, args.steps, args.warmup)
                 continue
             out = work / f"{name}-checked-{r}"
-            times, a = checked(name, args.steps, args.warmup, inv, out)
-            got[kind] = statistics.median(times)
+            got[kind], a = checked(name, args.steps, args.warmup, inv, out)
             alarms += a
             checked_events = _events(out)
-        plain_med.append(got["plain"])
-        checked_med.append(got["checked"])
-        ratios.append(got["checked"] / got["plain"])
-        print(f"  {name} pair {r + 1}/{args.repeats}: plain {got['plain'] * 1e3:.2f} ms, "
-              f"checked {got['checked'] * 1e3:.2f} ms, ratio {ratios[-1]:.3f}", flush=True)
-    return {"workload": name, "invariants": count, "ratio_median": statistics.median(ratios),
-            "ratios": ratios, "plain_step_ms": statistics.median(plain_med) * 1e3,
-            "checked_step_ms": statistics.median(checked_med) * 1e3, "false_alarms": alarms,
-            "events_full_trace_ref": full_events, "events_checked_run": checked_events,
-            "ref_steps": args.ref_steps, "checked_steps": args.steps + args.warmup}
+        wr, cr = pairs.add(got["plain"], got["checked"])
+        print(f"  {name} pair {r + 1}/{args.repeats}: wall ratio {wr:.3f}, cpu ratio {cr:.3f}",
+              flush=True)
+    return {"workload": name, "invariants": count, **pairs.row("checked"),
+            "false_alarms": alarms, "events_full_trace_ref": full_events,
+            "events_checked_run": checked_events, "ref_steps": args.ref_steps,
+            "checked_steps": args.steps + args.warmup}
 
 
 def main() -> None:

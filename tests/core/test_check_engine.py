@@ -128,3 +128,38 @@ def test_merge_results_of_two_runs() -> None:
     assert o.status == "violated" and o.checked == 8 and o.occurrences == 2
     assert merged.exit_code() == 1
     assert a[inv.id].status == "held" and b[inv.id].status == "violated"
+
+
+class _Counting:
+    """Wraps a checker and records the kinds (and APIs) of the items it was given."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.seen = inner, []
+
+    def feed(self, item):
+        self.seen.append(item.api if type(item).__name__ == "CallRecord"
+                         else type(item).__name__)
+        return self.inner.feed(item)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_checkers_get_only_the_items_their_plan_names() -> None:
+    """The hot path: calls no deployed invariant is about never reach a checker, and a
+    relation that needs no variable state gets no variable changes; verdicts are unchanged."""
+    about_other = step_invariant(api="opt.other_step")
+    engine = CheckEngine([about_other, equal_invariant()], RELATIONS)
+    counting = {n: _Counting(c) for n, c in engine.checkers.items()}
+    engine.checkers.update(counting)
+    for rec in synthetic_records(steps=4, ranks=2, frozen_from=1):
+        engine.feed_record(rec)
+    engine.finish()
+    step_seen = counting["test.step_changes"].seen
+    assert "opt.step" not in step_seen  # its invariant is about opt.other_step only
+    assert "StepEnd" in step_seen and "VarChange" in step_seen
+    ranks_seen = counting["test.ranks_equal"].seen
+    assert "opt.step" not in ranks_seen and "VarChange" in ranks_seen
+    # a checker whose invariant is about opt.step still sees it and still catches the bug
+    _, new, _ = run([step_invariant()], synthetic_records(steps=4, frozen_from=1))
+    assert [v.step for v in new] == [1]

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..analysis.assembler import Assembler, CallRecord, Item, StepEnd
+from ..analysis.assembler import Assembler, CallRecord, Item, StepEnd, VarChange
 from ..events import CallStart, VarState
 from ..invariants import Invariant, Violation
 from ..relations.base import Relation, RelationChecker, TriggerStats
@@ -35,6 +35,40 @@ class _Window:
 
     step: int | None
     violated: set[str] = field(default_factory=set)  # invariant ids violated in this step
+
+
+@dataclass(slots=True)
+class _Route:
+    """Which items a relation's checker gets: the plan of its invariants says what they are
+    about. A call the plan does not name would not even be traced online, so skipping it
+    changes no verdict; it only saves the checker the work (the hot path of online checking).
+    """
+
+    everything: bool  # some invariant needs everything (an empty plan part)
+    apis: set[str]
+    variables: bool  # some invariant needs variable states (VarChange items)
+
+
+def _route(rel: Relation, invariants: Sequence[Invariant]) -> _Route:
+    r = _Route(everything=False, apis=set(), variables=False)
+    for inv in invariants:
+        part = rel.plan(inv)
+        if not (part.apis or part.variables or part.attributes):
+            return _Route(everything=True, apis=set(), variables=True)
+        r.apis |= part.apis
+        r.variables = r.variables or bool(part.variables or part.attributes)
+    return r
+
+
+def _call_apis(call: CallRecord) -> set[str]:
+    """The APIs of a top-level call and every call nested in it."""
+    out = {call.api}
+    stack = list(call.children)
+    while stack:
+        c = stack.pop()
+        out.add(c.api)
+        stack.extend(c.children)
+    return out
 
 
 @dataclass(slots=True)
@@ -69,6 +103,8 @@ class CheckEngine:
         self.seen_apis: set[str] = set()
         self.seen_vars: set[str] = set()
         self._windows: dict[int, _Window] = {}
+        self._routes: dict[str, _Route] = {}
+        self._wants_api: dict[tuple[str, str], bool] = {}  # (relation, api) -> routed?
         self._reported: set[tuple[str, int | None, int]] = set()  # (invariant, rank, source)
         self._finished = False
         self._build_checkers()
@@ -89,6 +125,7 @@ class CheckEngine:
                 continue
             try:
                 self.checkers[name] = rel.checker(invs)
+                self._routes[name] = _route(rel, invs)
             except Exception as exc:
                 self._fail(name, exc)
 
@@ -119,7 +156,14 @@ class CheckEngine:
     def feed_item(self, item: Item) -> list[Violation]:
         """Route one analysis item to every checker; close the step window on ``StepEnd``."""
         new: list[Violation] = []
+        kind = type(item)
+        tree = _call_apis(item) if kind is CallRecord else None
         for name, checker in list(self.checkers.items()):
+            if tree is not None:
+                if not self._routed(name, tree):
+                    continue
+            elif kind is VarChange and not self._routes[name].variables:
+                continue
             try:
                 found = checker.feed(item)
                 if found:
@@ -129,6 +173,20 @@ class CheckEngine:
         if isinstance(item, StepEnd):
             self._windows.pop(item.source, None)  # evict: the step is over
         return new
+
+    def _routed(self, relation: str, apis: set[str]) -> bool:
+        """Does any call of this call tree concern an invariant of ``relation``?"""
+        route = self._routes[relation]
+        if route.everything:
+            return True
+        cache = self._wants_api
+        for api in apis:
+            hit = cache.get((relation, api))
+            if hit is None:
+                hit = cache[(relation, api)] = matches(api, route.apis)
+            if hit:
+                return True
+        return False
 
     def finish(self) -> list[Violation]:
         """The stream ended: collect what checkers still had pending. Idempotent."""

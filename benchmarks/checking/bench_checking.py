@@ -1,0 +1,194 @@
+"""Online checking overhead of ``traincheck run --plugin torch --invariants FILE`` (no sampling).
+
+For each model of ``benchmarks/collection/workloads.py`` (CNN, transformer LM, MLP with
+BatchNorm), trained by ``loop.py`` (train/eval modes, clipping, scheduler, checkpoints):
+
+1. trace a healthy reference run fully and infer invariants from it (``traincheck infer``);
+   the count deployed is reported;
+2. run the same training plainly and under online checking with every inferred invariant,
+   alternating, ``--repeats`` times each, in this one invocation; every step is observed and
+   checked (the plan's ``every`` stays 1);
+3. per pair: median step time checked / median step time plain; per workload: the median of
+   the pair ratios. The same for process CPU time per step (all threads), which other load on
+   the machine disturbs less than wall-clock time. Also reported: violations the checked runs
+   printed (each run is healthy, so any is a false alarm) and how many events the checked run
+   traced vs. the full trace.
+
+Targets: median over workloads <= 1.05x, worst <= 1.15x.
+
+Usage: python benchmarks/checking/bench_checking.py [--steps 40] [--warmup 5] [--repeats 5]
+Writes benchmarks/results/checking-<date>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+WORKLOADS_PY = HERE / "loop.py"  # the collection workloads' models in a richer loop
+WORKLOADS = ("cnn", "lm", "mlp")
+TARGET_MEDIAN, TARGET_WORST = 1.05, 1.15
+
+sys.path.insert(0, str(ROOT))
+from benchmarks.suite.machine import describe  # noqa: E402
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
+
+
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    if out.returncode != 0:
+        raise SystemExit(f"{what} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return out
+
+
+def _times(out: subprocess.CompletedProcess[str]) -> dict:
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def tc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "traincheck_core", *args]
+
+
+def reference(name: str, steps: int, work: Path) -> tuple[Path, int, int]:
+    """Trace a healthy run and infer: (invariants file, invariant count, traced events)."""
+    run_dir, inv = work / f"{name}-ref", work / f"{name}-inv.jsonl"
+    _run(tc("run", "-q", "--plugin", "torch", "-o", str(run_dir), str(WORKLOADS_PY), name,
+            str(steps), "0"), f"reference run of {name}")
+    _run(tc("infer", str(run_dir), "-o", str(inv)), f"infer for {name}")
+    count = sum(1 for line in inv.read_text().splitlines()[1:] if line.strip())
+    return inv, count, _events(run_dir)
+
+
+def _events(run_dir: Path) -> int:
+    from traincheck_core import iter_run
+
+    return sum(1 for _ in iter_run(run_dir))
+
+
+def plain(name: str, steps: int, warmup: int) -> dict:
+    return _times(_run([sys.executable, str(WORKLOADS_PY), name, str(steps), str(warmup)],
+                       f"plain {name}"))
+
+
+def checked(name: str, steps: int, warmup: int, inv: Path, out: Path) -> tuple[dict, int]:
+    res = _run(tc("run", "--plugin", "torch", "-o", str(out), "--invariants", str(inv),
+                  str(WORKLOADS_PY), name, str(steps), str(warmup)), f"checked {name}")
+    alarms = sum(1 for line in res.stderr.splitlines()
+                 if line.startswith("traincheck: VIOLATION"))
+    return _times(res), alarms
+
+
+def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
+    inv, count, full_events = reference(name, args.ref_steps, work)
+    ratios, cpu_ratios, plain_med, checked_med, alarms = [], [], [], [], 0
+    checked_events = 0
+    for r in range(args.repeats):
+        order = ("plain", "checked") if r % 2 == 0 else ("checked", "plain")
+        got: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for kind in order:
+            if kind == "plain":
+                t = plain(name, args.steps, args.warmup)
+            else:
+                out = work / f"{name}-checked-{r}"
+                t, a = checked(name, args.steps, args.warmup, inv, out)
+                alarms += a
+                checked_events = _events(out)
+            got[kind] = statistics.median(t["times"])
+            cpu[kind] = statistics.median(t["cpu"])
+        plain_med.append(got["plain"])
+        checked_med.append(got["checked"])
+        ratios.append(got["checked"] / got["plain"])
+        cpu_ratios.append(cpu["checked"] / cpu["plain"])
+        print(f"  {name} pair {r + 1}/{args.repeats}: plain {got['plain'] * 1e3:.2f} ms, "
+              f"checked {got['checked'] * 1e3:.2f} ms, ratio {ratios[-1]:.3f} "
+              f"(cpu {cpu_ratios[-1]:.3f})", flush=True)
+    return {"workload": name, "invariants": count, "ratio_median": statistics.median(ratios),
+            "ratios": ratios, "cpu_ratio_median": statistics.median(cpu_ratios),
+            "cpu_ratios": cpu_ratios, "plain_step_ms": statistics.median(plain_med) * 1e3,
+            "checked_step_ms": statistics.median(checked_med) * 1e3, "false_alarms": alarms,
+            "events_full_trace_ref": full_events, "events_checked_run": checked_events,
+            "ref_steps": args.ref_steps, "checked_steps": args.steps + args.warmup}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per run")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    ap.add_argument("--repeats", type=int, default=5, help="plain/checked pairs per workload")
+    ap.add_argument("--ref-steps", type=int, default=20, help="steps of the reference run")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tc-bench-check-") as tmp:
+        for name in args.workloads.split(","):
+            print(f"{name}: reference run, inference, {args.repeats} plain/checked pairs",
+                  flush=True)
+            rows.append(bench(name, args, Path(tmp)))
+    medians = [r["ratio_median"] for r in rows]
+    cpu_medians = [r["cpu_ratio_median"] for r in rows]
+    summary = {"median": statistics.median(medians), "worst": max(medians),
+               "cpu_median": statistics.median(cpu_medians), "cpu_worst": max(cpu_medians),
+               "target_median": TARGET_MEDIAN, "target_worst": TARGET_WORST}
+    summary["meets_targets"] = (summary["median"] <= TARGET_MEDIAN
+                                and summary["worst"] <= TARGET_WORST)
+    result = {"benchmark": "checking-overhead", "date": dt.datetime.now(dt.timezone.utc)
+              .isoformat(timespec="seconds"), "machine": describe(ROOT),
+              "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+                           "ref_steps": args.ref_steps, "sampling": "none (every step)"},
+              "workloads": rows, "summary": summary,
+              "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    write(result, Path(args.out))
+
+
+def write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"checking-{result['date'][:10]}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(r: dict) -> str:
+    s, st = r["summary"], r["settings"]
+    lines = [f"# Online checking overhead ({r['date']})", "",
+             "`traincheck run --plugin torch --invariants FILE` vs. the same script without "
+             "traincheck, alternating in one invocation; every step traced and checked "
+             f"(no sampling); {st['repeats']} pairs per workload, {st['steps']} timed steps "
+             f"after {st['warmup']} warm-up steps per run. Invariants inferred from one fully "
+             f"traced healthy run of {st['ref_steps']} steps.", "",
+             "| workload | invariants | plain ms/step | checked ms/step | ratio (median) | "
+             "pair ratios | CPU-time ratio | false alarms | events: full trace / checked run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for w in r["workloads"]:
+        pairs = ", ".join(f"{x:.3f}" for x in w["ratios"])
+        lines.append(f"| {w['workload']} | {w['invariants']} | {w['plain_step_ms']:.2f} | "
+                     f"{w['checked_step_ms']:.2f} | **{w['ratio_median']:.3f}x** | {pairs} | "
+                     f"{w['cpu_ratio_median']:.3f}x | {w['false_alarms']} | "
+                     f"{w['events_full_trace_ref']} ({w['ref_steps']} steps) / "
+                     f"{w['events_checked_run']} ({w['checked_steps']} steps) |")
+    ok = "meets" if s["meets_targets"] else "does NOT meet"
+    lines += ["", f"Median over workloads **{s['median']:.3f}x** (target <= "
+              f"{s['target_median']}x), worst **{s['worst']:.3f}x** (target <= "
+              f"{s['target_worst']}x): {ok} the targets. CPU time per step: median "
+              f"{s['cpu_median']:.3f}x, worst {s['cpu_worst']:.3f}x.", "",
+              f"Load average while it ran (1/5/15 min): {r['load']}.", "", "Machine:", ""]
+    lines += [f"- {k}: {v}" for k, v in r["machine"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
