@@ -136,14 +136,16 @@ def worker(name: str, steps: int, warmup: int) -> None:
     gen = {"flax_mlp": lambda n: _flax_mlp(n), "optax_mlp": lambda n: _optax_mlp(n),
            "eager_optax": lambda n: _optax_mlp(n, use_jit=False)}[name](steps + warmup)
     times: list[float] = []
-    t0 = time.perf_counter()
+    cpu: list[float] = []
+    t0, c0 = time.perf_counter(), time.process_time()
     for i, out in enumerate(gen):
         jax.block_until_ready(out)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         if i >= warmup:
             times.append(t1 - t0)
-        t0 = time.perf_counter()
-    print(json.dumps({"times": times}))
+            cpu.append(c1 - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
+    print(json.dumps({"times": times, "cpu": cpu}))
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -158,8 +160,37 @@ def run_checked(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
     return out
 
 
-def times_of(out: subprocess.CompletedProcess[str]) -> list[float]:
-    return json.loads(out.stdout.strip().splitlines()[-1])["times"]
+def times_of(out: subprocess.CompletedProcess[str]) -> dict[str, list[float]]:
+    """Per timed step: wall seconds (``times``) and process CPU seconds, all threads (``cpu``)."""
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def medians(t: dict[str, list[float]]) -> tuple[float, float]:
+    return statistics.median(t["times"]), statistics.median(t["cpu"])
+
+
+class Pairs:
+    """Per plain/instrumented pair: median step times (wall and CPU) and their ratios."""
+
+    def __init__(self) -> None:
+        self.wall: list[tuple[float, float]] = []
+        self.cpu: list[tuple[float, float]] = []
+
+    def add(self, plain: dict, other: dict) -> tuple[float, float]:
+        (pw, pc), (ow, oc) = medians(plain), medians(other)
+        self.wall.append((pw, ow))
+        self.cpu.append((pc, oc))
+        return ow / pw, oc / pc
+
+    def row(self, other: str) -> dict:
+        wr = [o / p for p, o in self.wall]
+        cr = [o / p for p, o in self.cpu]
+        return {"ratio_median": statistics.median(wr), "ratios": wr,
+                "cpu_ratio_median": statistics.median(cr), "cpu_ratios": cr,
+                "plain_step_ms": statistics.median(p for p, _ in self.wall) * 1e3,
+                f"{other}_step_ms": statistics.median(o for _, o in self.wall) * 1e3,
+                "plain_cpu_ms": statistics.median(p for p, _ in self.cpu) * 1e3,
+                f"{other}_cpu_ms": statistics.median(o for _, o in self.cpu) * 1e3}
 
 
 def worker_cmd(name: str, steps: int, warmup: int) -> list[str]:
@@ -170,7 +201,7 @@ def tc(*args: str) -> list[str]:
     return [sys.executable, "-m", "traincheck_core", *args]
 
 
-def plain(name: str, steps: int, warmup: int) -> list[float]:
+def plain(name: str, steps: int, warmup: int) -> dict[str, list[float]]:
     return times_of(run_checked([sys.executable, *worker_cmd(name, steps, warmup)],
                                 f"plain {name}"))
 
@@ -180,26 +211,22 @@ def trace_bytes(run_dir: Path) -> int:
 
 
 def bench(name: str, steps: int, warmup: int, repeats: int, work: Path) -> dict:
-    ratios, plain_med, traced_med, sizes = [], [], [], []
+    pairs, sizes = Pairs(), []
     for r in range(repeats):
-        got: dict[str, float] = {}
+        got: dict[str, dict] = {}
         for kind in (("plain", "traced") if r % 2 == 0 else ("traced", "plain")):
             if kind == "plain":
-                got[kind] = statistics.median(plain(name, steps, warmup))
+                got[kind] = plain(name, steps, warmup)
                 continue
             out = work / f"{name}-{r}"
-            res = run_checked(tc("run", "-q", "--plugin", "jax", "-o", str(out),
-                                 *worker_cmd(name, steps, warmup)), f"traced {name}")
-            got[kind] = statistics.median(times_of(res))
+            got[kind] = times_of(run_checked(tc("run", "-q", "--plugin", "jax", "-o", str(out),
+                                                *worker_cmd(name, steps, warmup)),
+                                             f"traced {name}"))
             sizes.append(trace_bytes(out))
-        plain_med.append(got["plain"])
-        traced_med.append(got["traced"])
-        ratios.append(got["traced"] / got["plain"])
-        print(f"  {name} pair {r + 1}/{repeats}: plain {got['plain'] * 1e3:.2f} ms, traced "
-              f"{got['traced'] * 1e3:.2f} ms, ratio {ratios[-1]:.3f}", flush=True)
-    return {"workload": name, "ratio_median": statistics.median(ratios), "ratios": ratios,
-            "plain_step_ms": statistics.median(plain_med) * 1e3,
-            "traced_step_ms": statistics.median(traced_med) * 1e3,
+        wr, cr = pairs.add(got["plain"], got["traced"])
+        print(f"  {name} pair {r + 1}/{repeats}: wall ratio {wr:.3f}, cpu ratio {cr:.3f}",
+              flush=True)
+    return {"workload": name, **pairs.row("traced"),
             "trace_bytes_per_step": statistics.median(sizes) / (steps + warmup)}
 
 
@@ -249,6 +276,13 @@ def _verdict(s: dict) -> str:
             f"worst **{s['worst']:.3f}x** (target <= {s['target_worst']}x): {ok} the targets.")
 
 
+def _cpu_note(c: dict) -> str:
+    cr = [w["cpu_ratio_median"] for w in c["workloads"]]
+    return (f"CPU-time ratios (process CPU seconds per step, all threads; less sensitive to "
+            f"other load on the machine): median {statistics.median(cr):.3f}x, worst "
+            f"{max(cr):.3f}x.")
+
+
 def markdown(r: dict) -> str:
     lines = ["# JAX overhead", ""]
     versions = ", ".join(f"{k} {v}" for k, v in r.get("frameworks", {}).items())
@@ -260,13 +294,14 @@ def markdown(r: dict) -> str:
                   f"invocation, {st['steps']} timed steps after {st['warmup']} warm-up steps "
                   "per run; every step traced (no sampling).", "",
                   "| workload | plain ms/step | traced ms/step | ratio (median) | pair ratios "
-                  "| trace bytes/step |", "|---|---|---|---|---|---|"]
+                  "| CPU-time ratio (median) | trace bytes/step |",
+                  "|---|---|---|---|---|---|---|"]
         for w in c["workloads"]:
             pairs = ", ".join(f"{x:.2f}" for x in w["ratios"])
             lines.append(f"| {w['workload']} | {w['plain_step_ms']:.2f} | "
                          f"{w['traced_step_ms']:.2f} | **{w['ratio_median']:.2f}x** | {pairs} | "
-                         f"{w['trace_bytes_per_step']:.0f} |")
-        lines += ["", _verdict(c["summary"]), ""]
+                         f"{w['cpu_ratio_median']:.2f}x | {w['trace_bytes_per_step']:.0f} |")
+        lines += ["", _verdict(c["summary"]), _cpu_note(c), ""]
     if "checking" in r:
         c, st = r["checking"], r["checking"]["settings"]
         lines += [f"## Online checking, {c['date']}", "",
@@ -277,16 +312,16 @@ def markdown(r: dict) -> str:
                   "Invariants inferred from one fully traced healthy run of "
                   f"{st['ref_steps']} steps.", "",
                   "| workload | invariants | plain ms/step | checked ms/step | ratio (median) | "
-                  "pair ratios | false alarms | events: full trace / checked run |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "pair ratios | CPU-time ratio (median) | false alarms | events: full trace / "
+                  "checked run |", "|---|---|---|---|---|---|---|---|---|"]
         for w in c["workloads"]:
             pairs = ", ".join(f"{x:.3f}" for x in w["ratios"])
             lines.append(f"| {w['workload']} | {w['invariants']} | {w['plain_step_ms']:.2f} | "
                          f"{w['checked_step_ms']:.2f} | **{w['ratio_median']:.3f}x** | {pairs} "
-                         f"| {w['false_alarms']} | {w['events_full_trace_ref']} "
-                         f"({w['ref_steps']} steps) / {w['events_checked_run']} "
-                         f"({w['checked_steps']} steps) |")
-        lines += ["", _verdict(c["summary"]), ""]
+                         f"| {w['cpu_ratio_median']:.3f}x | {w['false_alarms']} | "
+                         f"{w['events_full_trace_ref']} ({w['ref_steps']} steps) / "
+                         f"{w['events_checked_run']} ({w['checked_steps']} steps) |")
+        lines += ["", _verdict(c["summary"]), _cpu_note(c), ""]
     lines += ["## Machine", "", f"- frameworks: {versions}"]
     lines += [f"- {k}: {v}" for k, v in r.get("machine", {}).items()]
     return "\n".join(lines) + "\n"
