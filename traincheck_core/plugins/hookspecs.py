@@ -122,3 +122,4 @@ def traincheck_session_finish(session: Session, reason: str) -> None:
 def traincheck_api_catalog() -> list[str]:
     """Return the canonical names of the APIs this plugin can instrument, resolved against the
     installed framework (``traincheck apis`` prints them). May import the framework."""
+    raise NotImplementedError  # a specification only; plugins implement it
