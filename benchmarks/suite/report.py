@@ -155,6 +155,8 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"| {t['k']} | {', '.join(t['refs'])} | {t['invariants']} | "
                          f"{_secs(t)} | {_pct(t.get('mean_share'))} | "
                          f"{_pct(t.get('union_share'))} | {ok} |")
+    if r["transfer"]:
+        lines += _transfer_by_target(r["transfer"])
     lines += ["", "## Overhead (cited from the overhead benchmarks)", "",
               "| what | median | worst | source |", "|---|---|---|---|"]
     for kind, c in r.get("overheads", {}).items():
@@ -165,6 +167,31 @@ def render(r: dict[str, Any]) -> str:
     if fails:
         lines += ["", "## Failed or unavailable stages", ""] + fails
     return "\n".join(lines) + "\n"
+
+
+def _transfer_by_target(transfer: list[dict[str, Any]]) -> list[str]:
+    """Per checked program and k: invariants violated / deployed, over the sets that
+    checked it."""
+    cells: dict[str, dict[int, list[tuple[int, int, int]]]] = {}
+    ks = sorted({t["k"] for t in transfer})
+    for t in transfer:
+        for c in t["checks"]:
+            if c.get("share") is not None:
+                cells.setdefault(c["target"], {}).setdefault(t["k"], []).append(
+                    (len(c.get("violated", [])), c.get("invariants", 0), c.get("triggered", 0)))
+    out = ["", "Per checked program: violated / deployed (share), and how many of the deployed "
+           "invariants were triggered at all, summed over the reference sets that did not "
+           "include it (invariants of another framework's programs never trigger):", "",
+           "| program | " + " | ".join(f"k = {k}" for k in ks) + " |",
+           "|---|" + "---|" * len(ks)]
+    for name in sorted(cells):
+        row = []
+        for k in ks:
+            got = cells[name].get(k)
+            v, n, trig = (sum(x[i] for x in got) for i in range(3)) if got else (0, 0, 0)
+            row.append(f"{v}/{n} ({_pct(v / n)}), {trig} triggered" if n else "—")
+        out.append(f"| {name} | " + " | ".join(row) + " |")
+    return out
 
 
 def _failures(r: dict[str, Any]) -> list[str]:
