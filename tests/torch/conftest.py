@@ -3,6 +3,10 @@ and read back the events of every process of the run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,3 +72,27 @@ def traced(runner, script: str, body: str, *args: str, timeout: float = 240) -> 
     assert res.returncode == 0, res.stderr + res.stdout
     assert "failed" not in res.stderr, res.stderr  # no probe switched itself off
     return load_run(runner.path / "out")
+
+
+class _ModuleRunner:
+    """The parts of the shared ``runner`` fixture that :func:`traced` uses, for module-scoped
+    fixtures (one traced run shared by several tests that assert on different events)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def script(self, name: str, body: str) -> Path:
+        p = self.path / name
+        p.write_text(textwrap.dedent(body))
+        return p
+
+    def traincheck(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
+        return subprocess.run([sys.executable, "-m", "traincheck_core", *args], cwd=self.path,
+                              capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def traced_once(tmp_path_factory, script: str, body: str, *args: str) -> list[Proc]:
+    """:func:`traced` in a fresh folder, for module-scoped fixtures."""
+    return traced(_ModuleRunner(tmp_path_factory.mktemp(script.replace(".", "_"))), script,
+                  body, *args)

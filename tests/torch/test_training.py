@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import traced
+from conftest import traced, traced_once
 
 pytestmark = pytest.mark.torch
 
@@ -77,6 +77,13 @@ with torch.no_grad():
 """
 
 
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    """One traced CNN run, shared by the tests that read different parts of it."""
+    [proc] = traced_once(tmp_path_factory, "cnn.py", CNN)
+    return proc
+
+
 def _params_with_grad_before(proc, step_id):
     """Names of parameters whose last state before call ``step_id`` had a gradient."""
     last = {}
@@ -88,8 +95,8 @@ def _params_with_grad_before(proc, step_id):
     return {n for n, a in last.items() if a["grad"] is not None}, set(last)
 
 
-def test_cnn_step_changes_exactly_params_with_grads(runner):
-    [proc] = traced(runner, "cnn.py", CNN)
+def test_cnn_step_changes_exactly_params_with_grads(cnn):
+    proc = cnn
     steps = proc.calls("torch.optim.Optimizer.step")
     assert len(steps) == 4
     names = {s.name for s in proc.states() if s.attrs.get("is_param")}
@@ -109,8 +116,8 @@ def test_cnn_step_changes_exactly_params_with_grads(runner):
     assert proc.last_meta()["step"] == 4
 
 
-def test_cnn_zero_grad_resets_grads_and_backward_sets_them(runner):
-    [proc] = traced(runner, "cnn.py", CNN)
+def test_cnn_zero_grad_resets_grads_and_backward_sets_them(cnn):
+    proc = cnn
     zero = proc.calls("torch.optim.Optimizer.zero_grad")
     assert len(zero) == 4
     for call, _ in zero:
@@ -123,8 +130,8 @@ def test_cnn_zero_grad_resets_grads_and_backward_sets_them(runner):
     assert "model.unused.weight" not in got
 
 
-def test_cnn_stage_switches_on_eval_and_buffers_tracked(runner):
-    [proc] = traced(runner, "cnn.py", CNN)
+def test_cnn_stage_switches_on_eval_and_buffers_tracked(cnn):
+    proc = cnn
     fwd = [(c, m) for c, m in proc.calls("torch.nn.Module.forward") if c.parent == 0]
     assert [m["stage"] for _, m in fwd] == ["train"] * 4 + ["eval"]
     assert fwd[0][0].args["self"].attrs["name"].v == "model"
