@@ -21,7 +21,12 @@ def unwrap(obj: Any) -> Any:
     for _ in range(4):
         name = type(obj).__name__
         if name in _WRAPPERS:
-            obj = obj._modules["module"]
+            # ``.module``: a submodule of DDP/DataParallel, a property of FSDP (whose child is
+            # registered as ``_fsdp_wrapped_module``)
+            inner = getattr(obj, "module", None)
+            if inner is None:
+                return obj
+            obj = inner
         elif name == "OptimizedModule":
             obj = obj._orig_mod
         else:
