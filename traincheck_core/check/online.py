@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -86,6 +87,7 @@ class OnlineChecker:
         self._lock = threading.Lock()
         self.off = False
         self.finished = False
+        self.busy = 0.0  # seconds spent checking on the training thread
 
     def _introduce(self) -> None:
         """The header and meta were written before this sink existed: tell the engine."""
@@ -104,8 +106,10 @@ class OnlineChecker:
         if self.off:
             return
         try:
+            t0 = perf_counter()
             with self._lock:
                 new = self.engine.feed_record(Record(0, event))
+            self.busy += perf_counter() - t0
         except Exception as exc:  # never harm training: switch checking off, say so once
             self.off = True
             self.session.log_once("online:engine", f"online checking failed and is off "
@@ -173,6 +177,7 @@ class OnlineChecker:
             for v in pending:
                 self.report(v, at_exit=True)
             result = self.engine.result()
+            result.check_seconds = self.busy
             result.invariants_file = list(self.session.config.invariants)
             self._write_result(result)
             if not self.quiet:

@@ -53,6 +53,7 @@ class CheckResult(msgspec.Struct, kw_only=True):
     processes: int = 0
     frameworks: dict[str, list[str]] = {}  # framework versions seen in the checked run(s)
     outcomes: list[InvariantOutcome] = []
+    check_seconds: float = 0.0  # time spent checking (online: inside the training process)
 
     def by_status(self, status: str) -> list[InvariantOutcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -105,6 +106,7 @@ def merge_results(results: Iterable[CheckResult]) -> CheckResult:
         out.invariants_file += [f for f in r.invariants_file if f not in out.invariants_file]
         out.events += r.events
         out.processes += r.processes
+        out.check_seconds += r.check_seconds
         for fw, versions in r.frameworks.items():
             have = out.frameworks.setdefault(fw, [])
             have += [v for v in versions if v not in have]
