@@ -157,7 +157,7 @@ class CheckEngine:
         """Route one analysis item to every checker; close the step window on ``StepEnd``."""
         new: list[Violation] = []
         kind = type(item)
-        tree = _call_apis(item) if kind is CallRecord else None
+        tree = _call_apis(item) if isinstance(item, CallRecord) else None
         for name, checker in list(self.checkers.items()):
             if tree is not None:
                 if not self._routed(name, tree):
