@@ -350,6 +350,7 @@ class TorchInstrumentor:
 
     def _args(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Summary]:
         s, names = self.session, self.vars.module_names
+        assert s is not None  # wrappers run only while a session is set
         out: dict[str, Summary] = {}
         if instance is not None and not isinstance(instance, type):
             out["self"] = summarize_value(s, instance, names)
@@ -360,7 +361,7 @@ class TorchInstrumentor:
         return out
 
     def _ret(self, ret: Any) -> Summary | None:
-        if ret is None:
+        if ret is None or self.session is None:
             return None
         return summarize_value(self.session, ret, self.vars.module_names, 1)
 
