@@ -257,6 +257,8 @@ class TorchInstrumentor:
 
     # -- optimizer step (global hooks) -------------------------------------------------------
     def _step_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if self._is_compiling():
+            return None  # a step traced by torch.compile: its graph must not contain our code
         s = self.session
         if s is None or s.is_suppressed() or STEP in s.disabled_probes or not self._trace_step:
             return None
@@ -274,6 +276,8 @@ class TorchInstrumentor:
         return None
 
     def _step_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if self._is_compiling():
+            return None
         s = self.session
         if s is None or s.is_suppressed() or STEP in s.disabled_probes:
             return None
