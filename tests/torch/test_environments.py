@@ -343,6 +343,8 @@ def test_compiled_model_and_step_never_crash_and_stay_bit_identical(runner):
     assert len(proc.calls("torch.optim.Optimizer.zero_grad")) == 3
     backs = proc.calls("torch.Tensor.backward")
     assert len(backs) == 3 and all("model.0.weight" in proc.vars_of_call(c.id) for c, _ in backs)
+    starts = {e.id for e, _ in proc.events if type(e).__name__ == "CallStart"}
+    assert starts == set(proc.returns())  # no call traced halfway inside a compiled region
     plain = runner.python("compiled.py", "plain.pt", timeout=240)
     assert plain.returncode == 0, plain.stderr
     check = runner.python("-c", "import torch; a, b = torch.load('traced.pt'), "
