@@ -22,12 +22,22 @@ from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, ProcInfo
 from ..invariants import Invariant, Precondition, Violation, invariant_id
-from ..preconditions import NAME_FIELD, Example, describe, holds, infer_with_exceptions
+from ..preconditions import (
+    FINGERPRINT_ATTRS,
+    NAME_FIELD,
+    Example,
+    Row,
+    describe,
+    holds,
+    infer_with_exceptions,
+    make_row,
+    var_fields,
+)
 from .base import Relation, RelationChecker, RunItems, TriggerStats
 
 __all__ = ["Obs", "Collector", "Accumulator", "TemplateRelation", "TemplateChecker",
            "walk_calls", "short_api", "call_label", "name_list", "meta_int", "MAX_SUBJECTS",
-           "MIN_STEPS"]
+           "MIN_STEPS", "Interner", "VarRows", "state_key"]
 
 MAX_SUBJECTS = 64  # subject names kept per hypothesis, for readable texts
 #: An invariant needs positive examples at this many distinct steps. Setup code (building the
@@ -36,6 +46,7 @@ MAX_SUBJECTS = 64  # subject names kept per hypothesis, for readable texts
 #: gets a different `1` on every call; register_parameter precedes init when shape = [16])
 #: only produce false alarms and clutter. This counts occasions, it is not a ratio threshold.
 MIN_STEPS = 2
+_FAST_LIMIT = 4096  # identity-cache entries per family (Accumulator.add)
 
 
 @dataclass(slots=True)
@@ -71,6 +82,73 @@ class Collector:
         return ()
 
 
+class Interner:
+    """One shared object per distinct value (rows, label sets): a collector that builds an
+    equal row again hands out the first one, so identity caches downstream
+    (:meth:`Accumulator.add`) hit. Cleared when full, which bounds its memory."""
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self.limit = limit
+        self._seen: dict[Any, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        got = self._seen.get(value)
+        if got is None:
+            if len(self._seen) >= self.limit:
+                self._seen.clear()
+            self._seen[value] = got = value
+        return got
+
+
+def state_key(attrs: dict[str, Any]) -> tuple:
+    """What a variable state's row depends on: fingerprints only by presence (they change
+    every step, the row does not), other values with their types (1 and True give different
+    rows). Raises TypeError when a value is not hashable."""
+    key: list[tuple] = []
+    for k, v in attrs.items():
+        if k in FINGERPRINT_ATTRS:
+            key.append((k, v is not None))
+        elif type(v) is list:
+            key.append((k, list, tuple((type(x), x) for x in v)))
+        else:
+            key.append((k, type(v), v))
+    out = tuple(key)
+    hash(out)
+    return out
+
+
+class VarRows:
+    """Rows of variable states, by the identity of the state's attribute dict and, across
+    states, by content: every variable gets a new state (a new fingerprint) each step, and
+    the row of an equal state is the same object as before, built once."""
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self.limit = limit
+        self._by_id: dict[int, tuple[Any, Any, Any, Row]] = {}
+        self._by_content: dict[tuple, Row] = {}
+
+    def var_row(self, attrs: dict[str, Any], vtype: str | None = None,
+                name: str | None = None) -> Row:
+        hit = self._by_id.get(id(attrs))
+        if hit is not None and hit[0] is attrs and hit[1] == vtype and hit[2] == name:
+            return hit[3]
+        try:
+            ckey: tuple | None = (vtype, name, state_key(attrs))
+        except TypeError:
+            ckey = None
+        row = self._by_content.get(ckey) if ckey is not None else None
+        if row is None:
+            row = make_row(var_fields(attrs, vtype, name))
+            if ckey is not None:
+                if len(self._by_content) >= self.limit:
+                    self._by_content.clear()
+                self._by_content[ckey] = row
+        if len(self._by_id) >= self.limit:
+            self._by_id.clear()
+        self._by_id[id(attrs)] = (attrs, vtype, name, row)  # holds attrs: its id stays unique
+        return row
+
+
 @dataclass
 class _Hyp:
     subjects: set[str] = field(default_factory=set)
@@ -96,19 +174,43 @@ class Accumulator:
     def __init__(self) -> None:
         self.examples: dict[tuple, dict[tuple, list]] = {}
         self.hyps: dict[tuple, dict[Any, _Hyp]] = {}
+        # Per family: (id(rows), id(labels)) -> (rows, labels, entry). Collectors that hand
+        # out the same row objects again (see Interner) skip hashing the rows, which are
+        # long tuples, on every observation. Each hit holds its objects, so an id is never
+        # reused while it is cached; process-local, so not pickled.
+        self._fast: dict[tuple, dict[tuple[int, int], tuple[Any, Any, list]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"examples": self.examples, "hyps": self.hyps}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.examples, self.hyps, self._fast = state["examples"], state["hyps"], {}
 
     def add(self, run_id: str, obs: Iterable[Obs]) -> None:
-        examples, all_hyps = self.examples, self.hyps
+        examples, all_hyps, all_fast = self.examples, self.hyps, self._fast
         for o in obs:
             fam = o.family
             ex = examples.get(fam)
             if ex is None:
                 ex = examples[fam] = {}
                 all_hyps[fam] = {}
-            key = (o.rows, o.labels)
-            entry = ex.get(key)
-            if entry is None:
-                ex[key] = [o.weight, (o.step,)]
+            fast = all_fast.get(fam)
+            if fast is None:
+                fast = all_fast[fam] = {}
+            rows, labels = o.rows, o.labels
+            hit = fast.get((id(rows), id(labels)))
+            if hit is not None and hit[0] is rows and hit[1] is labels:
+                entry = hit[2]
+            else:
+                got = ex.get((rows, labels))
+                if got is None:
+                    got = ex[(rows, labels)] = [0, ()]
+                entry = got
+                if len(fast) >= _FAST_LIMIT:
+                    fast.clear()  # rows built afresh for each observation: bound the memory
+                fast[(id(rows), id(labels))] = (rows, labels, entry)
+            if not entry[1]:
+                entry[0], entry[1] = o.weight, (o.step,)
             else:
                 entry[0] += o.weight
                 if len(entry[1]) < MIN_STEPS and o.step not in entry[1]:

@@ -14,8 +14,11 @@ Two kinds of child event:
 Rows carry the variable's stable name (``var.name``), so a variable that the rule does not fit
 by itself can be named as an exception (:func:`~traincheck_core.preconditions.
 infer_with_exceptions`). Each process keeps a count of its variables by row, updated as states
-change, so a call costs O(variables of the process) of dictionary work and the accumulated
-examples stay as small as (variables x distinct states). Checking enumerates the variables of
+change. During inference a call costs O(variables it or its enclosing call changed): the
+variables it left unchanged are folded per (API, call row, counts per row before the call) and
+become weighted examples only at the end, so a module forward nested in every step's forward
+adds one counter increment, not one example per variable row, and the accumulated examples
+stay as small as (variables x distinct states). Checking enumerates the variables of
 the calls it checks, to name them in messages.
 """
 
@@ -27,12 +30,15 @@ from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, VarChange
 from ..invariants import Invariant
-from ..preconditions import Row, RowCache, call_fields, make_row
+from ..preconditions import Row, call_fields, make_row
 from .base import PlanPart
 from .common import (
+    MIN_STEPS,
     Collector,
+    Interner,
     Obs,
     TemplateRelation,
+    VarRows,
     call_label,
     meta_int,
     name_list,
@@ -69,7 +75,7 @@ def _labels(before: dict[str, Any], after: dict[str, Any]) -> frozenset:
 class _Proc:
     """One process's variables: last state, vtype, and a count of variables per row."""
 
-    __slots__ = ("states", "vtypes", "rows", "counts", "births")
+    __slots__ = ("states", "vtypes", "rows", "counts", "births", "snap")
 
     def __init__(self) -> None:
         self.states: dict[str, dict[str, Any]] = {}
@@ -77,6 +83,7 @@ class _Proc:
         self.rows: dict[str, Row] = {}
         self.counts: Counter = Counter()
         self.births: list[tuple[int, str]] = []  # (time first seen, name), in time order
+        self.snap: frozenset | None = None  # ``counts`` as a frozenset; None: out of date
 
     def born_since(self, t0: int) -> list[str]:
         """Variables first seen at or after ``t0`` (e.g. optimizer state created by a call)."""
@@ -87,7 +94,7 @@ class _Proc:
             out.append(name)
         return out
 
-    def update(self, ch: VarChange, rows: RowCache) -> None:
+    def update(self, ch: VarChange, rows: VarRows) -> None:
         old = self.rows.get(ch.name)
         if old is None:
             self.births.append((ch.t, ch.name))
@@ -98,6 +105,15 @@ class _Proc:
         self.vtypes[ch.name] = ch.vtype
         self.rows[ch.name] = row
         self.counts[row] += 1
+        if row is not old:  # rows are shared per content: the same object, the same counts
+            self.snap = None
+
+    def snapshot(self, intern: Interner) -> frozenset:
+        """The counts per row, hashable and shared while they do not change (a frozenset
+        keeps its hash, so keys holding it hash cheaply)."""
+        if self.snap is None:
+            self.snap = intern(frozenset((r, n) for r, n in self.counts.items() if n))
+        return self.snap
 
 
 def _vfam(api: str, vrow: Row) -> tuple:
@@ -120,7 +136,17 @@ class _ContainCollector(Collector):
         self.wanted = wanted
         self.detail = detail
         self.procs: dict[int, _Proc] = {}
-        self.rows = RowCache()
+        self.rows = VarRows()
+        # Inference sees the same (call row, variable row) pairs at every step: their merged
+        # row and family are built once and shared, so the accumulator's identity cache hits.
+        self.intern = Interner()
+        self._pairs: dict[tuple[str, int, int], tuple[Row, Row, tuple, tuple[Row]]] = {}
+        # Variables a call left unchanged, folded per (API, call row, counts per row before
+        # the call): [call row, calls, first steps]. Module calls nested in a forward change
+        # nothing, and the same ones recur every step with the same variable rows; they
+        # become weighted examples once, in finish(), not one per variable row per call.
+        self._idle: dict[tuple, list] = {}
+        self._pending: list[Obs] = []
         self.var_apis = {f[1] for f in wanted or () if f[0] == "contain_var"}
 
     def feed(self, item: Item) -> Iterable[Obs]:
@@ -137,7 +163,7 @@ class _ContainCollector(Collector):
             want_call = self.wanted is None or ("contain_call", call.api) in self.wanted
             if not (want_var or want_call):
                 continue
-            crow = make_row(call_fields(call, anc))
+            crow = self.intern(make_row(call_fields(call, anc)))
             step, rank = meta_int(call.meta, "step"), meta_int(call.meta, "rank")
             if want_call:
                 kids = frozenset(d.api for d in call.descendants())
@@ -146,6 +172,9 @@ class _ContainCollector(Collector):
                                rank=rank, call=call, observed=sorted(kids)))
             if want_var:
                 out += self._vars(proc, call, crow, changes, item.source, step, rank)
+        if self._pending:
+            out += self._pending
+            self._pending = []
         return out
 
     def _vars(self, proc: _Proc, call: CallRecord, crow: Row, changes: list[VarChange],
@@ -179,7 +208,7 @@ class _ContainCollector(Collector):
                                subject=name, group=(source, call.id), source=source, step=step,
                                rank=rank, call=call, observed=sorted(labs)))
             return out
-        counts = Counter(proc.counts)
+        counts: Counter = Counter()  # the state before the call minus the changed, vs now
         for name in born:
             if name not in pre:
                 counts[proc.rows[name]] -= 1
@@ -196,13 +225,61 @@ class _ContainCollector(Collector):
                 continue
             vrow = self.rows.var_row(before, proc.vtypes.get(name), name)
             counts[vrow] -= 1
-            out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow),
-                           labels=_labels(before, after), subject=name, step=step))
-        for vrow, n in counts.items():  # insertion order: deterministic for a given trace
-            if n > 0:
-                out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow),
-                               labels=frozenset(), weight=n, step=step))
+            fam, rows = self._pair(api, crow, vrow)
+            out.append(Obs(family=fam, rows=rows, labels=self.intern(_labels(before, after)),
+                           subject=name, step=step))
+        self._defer(api, crow, proc.snapshot(self.intern), counts, step)
         return out
+
+    def _defer(self, api: str, crow: Row, snap: frozenset, delta: Counter,
+               step: int | None) -> None:
+        """Count one call's unchanged variables: ``snap`` (the process's counts per row)
+        adjusted by ``delta`` (the state before the call, minus the changed variables)."""
+        dkey = frozenset((r, n) for r, n in delta.items() if n)
+        key = (api, id(crow), snap, dkey)
+        got = self._idle.get(key)
+        if got is None or got[0] is not crow:
+            if len(self._idle) >= 1 << 14 or got is not None:
+                self._pending += self._flush()  # bound the memory; or an id was reused
+            got = self._idle[key] = [crow, 0, ()]
+        got[1] += 1
+        if len(got[2]) < MIN_STEPS and step not in got[2]:
+            got[2] += (step,)
+
+    def _flush(self) -> list[Obs]:
+        """The folded unchanged-variable examples: per call group and row, weight = calls x
+        variables; the first distinct steps of the group ride on extra weightless examples."""
+        out: list[Obs] = []
+        empty = self.intern(frozenset())
+        for (api, _, snap, dkey), (crow, calls, steps) in self._idle.items():
+            counts = Counter(dict(snap))
+            counts.update(dict(dkey))
+            for vrow, n in counts.items():
+                if n <= 0:
+                    continue
+                fam, rows = self._pair(api, crow, vrow)
+                out.append(Obs(family=fam, rows=rows, labels=empty, weight=n * calls,
+                               step=steps[0]))
+                out += [Obs(family=fam, rows=rows, labels=empty, weight=0, step=s)
+                        for s in steps[1:]]
+        self._idle.clear()
+        return out
+
+    def finish(self) -> Iterable[Obs]:
+        out, self._pending = self._pending + self._flush(), []
+        return out
+
+    def _pair(self, api: str, crow: Row, vrow: Row) -> tuple[tuple, tuple[Row]]:
+        """The family and merged rows of a call row and a variable row (both interned)."""
+        key = (api, id(crow), id(vrow))
+        hit = self._pairs.get(key)
+        if hit is not None and hit[0] is crow and hit[1] is vrow:
+            return hit[2], hit[3]
+        fam, rows = _vfam(api, vrow), _merge(crow, vrow)
+        if len(self._pairs) >= 1 << 16:
+            self._pairs.clear()
+        self._pairs[key] = (crow, vrow, fam, rows)  # holds both rows: their ids stay unique
+        return fam, rows
 
 
 class EventContain(TemplateRelation):

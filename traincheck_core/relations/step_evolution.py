@@ -16,9 +16,9 @@ from typing import Any
 
 from ..analysis.assembler import Item, StepEnd
 from ..invariants import Invariant
-from ..preconditions import RowCache, make_row, merge_rows, meta_fields
+from ..preconditions import Row, make_row, merge_rows, meta_fields
 from .base import PlanPart
-from .common import Collector, Obs, TemplateRelation, meta_int, name_list
+from .common import Collector, Interner, Obs, TemplateRelation, VarRows, meta_int, name_list
 
 __all__ = ["StepEvolution"]
 
@@ -40,7 +40,11 @@ class _EvoCollector(Collector):
         self.wanted = wanted
         self.active = wanted is None or any(f[0] == _FAMILY for f in wanted)
         self.prev: dict[int, StepEnd] = {}
-        self.rows = RowCache()
+        self.rows = VarRows()
+        # the same (state row, meta row, attribute) recurs every step: its example rows are
+        # built once and shared, so the accumulator's identity cache hits
+        self.intern = Interner()
+        self._rows: dict[tuple[int, int, str], tuple[Row, Row, tuple[Row]]] = {}
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if not self.active or not isinstance(item, StepEnd):
@@ -51,25 +55,36 @@ class _EvoCollector(Collector):
         self.prev[item.source] = item
         if prev is None or prev.step + 1 != item.step:
             return ()
-        meta = make_row(meta_fields(prev.meta))
+        meta = self.intern(make_row(meta_fields(prev.meta)))
         rank = meta_int(item.meta, "rank")
         out = []
         for name in sorted(prev.states.keys() & item.states.keys()):
             b, a = prev.states[name], item.states[name]
-            full = merge_rows(self.rows.var_row(b, name=name), meta)
+            vrow = self.rows.var_row(b, name=name)
             for attr in sorted(b.keys() & a.keys()):
                 fam = (_FAMILY, attr)
                 if self.wanted is not None and fam not in self.wanted:
                     continue
-                # the attribute under study never conditions itself: "value grows by one
-                # when value = 1 or 2" would only restate the reference run's values
-                own = f"var.{attr}"
-                row = tuple(kv for kv in full if kv[0] != own)
-                out.append(Obs(family=fam, rows=(row,), labels=_labels(attr, b[attr], a[attr]),
+                out.append(Obs(family=fam, rows=self._example(vrow, meta, attr),
+                               labels=self.intern(_labels(attr, b[attr], a[attr])),
                                subject=name, group=(item.source, item.step),
                                source=item.source, step=item.step, rank=rank,
                                observed={"before": b, "after": a}))
         return out
+
+    def _example(self, vrow: Row, meta: Row, attr: str) -> tuple[Row]:
+        key = (id(vrow), id(meta), attr)
+        hit = self._rows.get(key)
+        if hit is not None and hit[0] is vrow and hit[1] is meta:
+            return hit[2]
+        # the attribute under study never conditions itself: "value grows by one
+        # when value = 1 or 2" would only restate the reference run's values
+        own = f"var.{attr}"
+        rows = (tuple(kv for kv in merge_rows(vrow, meta) if kv[0] != own),)
+        if len(self._rows) >= 1 << 16:
+            self._rows.clear()
+        self._rows[key] = (vrow, meta, rows)  # holds both rows: their ids stay unique
+        return rows
 
 
 class StepEvolution(TemplateRelation):

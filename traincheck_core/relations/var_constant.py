@@ -21,7 +21,15 @@ from ..analysis.assembler import Item, ProcInfo, VarChange
 from ..invariants import Invariant, Precondition, Violation, invariant_id
 from ..preconditions import FINGERPRINT_ATTRS
 from .base import PlanPart, RelationChecker, TriggerStats
-from .common import Accumulator, Collector, Obs, TemplateRelation, meta_int, name_list
+from .common import (
+    Accumulator,
+    Collector,
+    Obs,
+    TemplateRelation,
+    meta_int,
+    name_list,
+    state_key,
+)
 
 __all__ = ["VarConstant"]
 
@@ -40,12 +48,29 @@ def observed_values(attrs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 
 class _Collector(Collector):
+    def __init__(self) -> None:
+        # (name, state) -> [(family, labels)]: a variable's flags rarely change, so the
+        # labels of a state are built once (and shared, which the accumulator's cache likes)
+        self._parts: dict[tuple, list[tuple[tuple, frozenset]]] = {}
+
     def feed(self, item: Item) -> Iterable[Obs]:
         if not isinstance(item, VarChange):
             return ()
         step = meta_int(item.meta, "step")
-        return [Obs(family=(_FAMILY, attr), rows=(), labels=frozenset({(item.name, v)}),
-                    subject=item.name, step=step) for attr, v in observed_values(item.after)]
+        try:
+            key: tuple | None = (item.name, state_key(item.after))
+        except TypeError:
+            key = None
+        parts = self._parts.get(key) if key is not None else None
+        if parts is None:
+            parts = [((_FAMILY, attr), frozenset({(item.name, v)}))
+                     for attr, v in observed_values(item.after)]
+            if key is not None:
+                if len(self._parts) >= 1 << 16:
+                    self._parts.clear()
+                self._parts[key] = parts
+        return [Obs(family=fam, rows=(), labels=labels, subject=item.name, step=step)
+                for fam, labels in parts]
 
 
 class VarConstant(TemplateRelation):
