@@ -18,7 +18,7 @@ BUGS = Path(__file__).resolve().parents[2] / "benchmarks" / "bugs"
 
 # bug -> (relation that must fire, words its message must contain)
 EXPECTED = {
-    "jax_prng_key_reuse": ("APISequence", "random.split()"),
+    "jax_prng_key_reuse": ("APIArgFresh", "got the same `dropout_key` as in the previous step"),
     "jax_update_not_applied": ("EventContain", "params/w1"),
     "jax_grad_wrong_argument": ("EventContain", "opt_state/0/mu/head/b"),
     "jax_eval_dropout_active": ("APIArgValue", "Dropout.__call__()` at step 4 got `active` = True"),
