@@ -108,7 +108,9 @@ def _collect(spec: RunSpec, rels: list[Relation]) -> tuple[dict[str, Any], int]:
             if others:
                 kept.append(item)
             for _, col, acc in cols:
-                acc.add(spec.run_id, col.feed(item))
+                obs = col.feed(item)
+                if obs:  # most collectors ignore most items
+                    acc.add(spec.run_id, obs)
     out: dict[str, Any] = {}
     for name, col, acc in cols:
         acc.add(spec.run_id, col.finish())

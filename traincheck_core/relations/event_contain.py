@@ -24,6 +24,7 @@ the calls it checks, to name them in messages.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -116,6 +117,46 @@ class _Proc:
         return self.snap
 
 
+class _Changes:
+    """The variable changes of one top-level call, in time order, and what undoing those
+    made at or after an instant takes. Calls that start between the same two changes (most
+    calls nested in a forward) share the answer: it is computed once per such instant."""
+
+    __slots__ = ("changes", "times", "_since", "_undo")
+
+    def __init__(self, changes: list[VarChange]) -> None:
+        self.changes = changes
+        self.times = [c.t for c in changes]
+        self._since: dict[int, dict[str, dict[str, Any] | None]] = {}
+        self._undo: dict[int, Counter] = {}
+
+    def since(self, t0: int) -> dict[str, dict[str, Any] | None]:
+        """Variable name -> its state before its first change at or after ``t0``."""
+        i = bisect_left(self.times, t0)
+        got = self._since.get(i)
+        if got is None:
+            got = self._since[i] = {}
+            for ch in self.changes[i:]:
+                if ch.name not in got:
+                    got[ch.name] = ch.before
+        return got
+
+    def undo(self, t0: int, proc: _Proc, rows: VarRows) -> Counter:
+        """Counts per row that undoing the changes since ``t0`` adds to ``proc``'s counts
+        (no variable born since ``t0``). Read-only for the caller."""
+        i = bisect_left(self.times, t0)
+        got = self._undo.get(i)
+        if got is None:
+            got = self._undo[i] = Counter()
+            for name, before in self.since(t0).items():
+                cur = proc.rows.get(name)
+                if cur is not None:
+                    got[cur] -= 1
+                if before is not None:
+                    got[rows.var_row(before, proc.vtypes.get(name), name)] += 1
+        return got
+
+
 def _vfam(api: str, vrow: Row) -> tuple:
     """Variable hypotheses are per variable type: what a call does to parameters and what it
     does to buffers or optimizer state are different rules (and mixing them leaves no
@@ -156,7 +197,7 @@ class _ContainCollector(Collector):
         if not isinstance(item, CallRecord):
             return ()
         proc = self.procs.setdefault(item.source, _Proc())
-        changes = sorted(item.all_changes(), key=lambda c: c.t)
+        changes = _Changes(sorted(item.all_changes(), key=lambda c: c.t))
         out: list[Obs] = []
         for call, anc in walk_calls(item):
             want_var = self.wanted is None or call.api in self.var_apis
@@ -177,13 +218,10 @@ class _ContainCollector(Collector):
             self._pending = []
         return out
 
-    def _vars(self, proc: _Proc, call: CallRecord, crow: Row, changes: list[VarChange],
+    def _vars(self, proc: _Proc, call: CallRecord, crow: Row, changes: _Changes,
               source: int, step: int | None, rank: int | None) -> list[Obs]:
         # State before the call: undo the changes (already applied) made since it started.
-        pre: dict[str, dict[str, Any] | None] = {}
-        for ch in changes:
-            if ch.t >= call.t0 and ch.name not in pre:
-                pre[ch.name] = ch.before
+        pre = changes.since(call.t0)
         mine = sorted(call.all_changes(), key=lambda c: c.t)
         first: dict[str, dict[str, Any] | None] = {}
         last: dict[str, dict[str, Any]] = {}
@@ -208,16 +246,20 @@ class _ContainCollector(Collector):
                                subject=name, group=(source, call.id), source=source, step=step,
                                rank=rank, call=call, observed=sorted(labs)))
             return out
-        counts: Counter = Counter()  # the state before the call minus the changed, vs now
-        for name in born:
-            if name not in pre:
-                counts[proc.rows[name]] -= 1
-        for name, before in pre.items():
-            cur = proc.rows.get(name)
-            if cur is not None:
-                counts[cur] -= 1
-            if before is not None and name not in born:
-                counts[self.rows.var_row(before, proc.vtypes.get(name), name)] += 1
+        # the state before the call minus the changed variables, against the state now
+        if born:
+            counts: Counter = Counter()
+            for name in born:
+                if name not in pre:
+                    counts[proc.rows[name]] -= 1
+            for name, before in pre.items():
+                cur = proc.rows.get(name)
+                if cur is not None:
+                    counts[cur] -= 1
+                if before is not None and name not in born:
+                    counts[self.rows.var_row(before, proc.vtypes.get(name), name)] += 1
+        else:
+            counts = Counter(changes.undo(call.t0, proc, self.rows))
         for name, after in last.items():
             before = first[name] if name in first else None
             before = pre.get(name, before)

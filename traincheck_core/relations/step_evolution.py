@@ -18,7 +18,16 @@ from ..analysis.assembler import Item, StepEnd
 from ..invariants import Invariant
 from ..preconditions import Row, make_row, merge_rows, meta_fields
 from .base import PlanPart
-from .common import Collector, Interner, Obs, TemplateRelation, VarRows, meta_int, name_list
+from .common import (
+    MIN_STEPS,
+    Collector,
+    Interner,
+    Obs,
+    TemplateRelation,
+    VarRows,
+    meta_int,
+    name_list,
+)
 
 __all__ = ["StepEvolution"]
 
@@ -45,6 +54,10 @@ class _EvoCollector(Collector):
         # built once and shared, so the accumulator's identity cache hits
         self.intern = Interner()
         self._rows: dict[tuple[int, int, str], tuple[Row, Row, tuple[Row]]] = {}
+        # inference only: every step repeats the examples of the last; fold them into
+        # (family, rows, labels, variable) -> [rows, count, first steps] (see finish())
+        self.fold = wanted is None and not detail
+        self._fold: dict[tuple, list] = {}
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if not self.active or not isinstance(item, StepEnd):
@@ -65,12 +78,44 @@ class _EvoCollector(Collector):
                 fam = (_FAMILY, attr)
                 if self.wanted is not None and fam not in self.wanted:
                     continue
-                out.append(Obs(family=fam, rows=self._example(vrow, meta, attr),
-                               labels=self.intern(_labels(attr, b[attr], a[attr])),
+                rows = self._example(vrow, meta, attr)
+                labels = self.intern(_labels(attr, b[attr], a[attr]))
+                if self.fold:
+                    out += self._note(fam, rows, labels, name, item.step)
+                    continue
+                out.append(Obs(family=fam, rows=rows, labels=labels,
                                subject=name, group=(item.source, item.step),
                                source=item.source, step=item.step, rank=rank,
                                observed={"before": b, "after": a}))
         return out
+
+    def _note(self, fam: tuple, rows: tuple[Row], labels: frozenset, name: str,
+              step: int) -> list[Obs]:
+        """Inference: count a repeated example instead of emitting it (see finish())."""
+        key = (fam, id(rows), labels, name)
+        got = self._fold.get(key)
+        out: list[Obs] = []
+        if got is None or got[0] is not rows:
+            if got is not None or len(self._fold) >= 1 << 14:
+                out = self._flush()  # an id was reused, or bound the memory
+            got = self._fold[key] = [rows, 0, ()]
+        got[1] += 1
+        if len(got[2]) < MIN_STEPS and step not in got[2]:
+            got[2] += (step,)
+        return out
+
+    def _flush(self) -> list[Obs]:
+        out = []
+        for (fam, _, labels, name), (rows, n, steps) in self._fold.items():
+            out.append(Obs(family=fam, rows=rows, labels=labels, subject=name, weight=n,
+                           step=steps[0]))
+            out += [Obs(family=fam, rows=rows, labels=labels, subject=name, weight=0, step=s)
+                    for s in steps[1:]]
+        self._fold.clear()
+        return out
+
+    def finish(self) -> Iterable[Obs]:
+        return self._flush()
 
     def _example(self, vrow: Row, meta: Row, attr: str) -> tuple[Row]:
         key = (id(vrow), id(meta), attr)

@@ -22,6 +22,7 @@ from ..invariants import Invariant, Precondition, Violation, invariant_id
 from ..preconditions import FINGERPRINT_ATTRS
 from .base import PlanPart, RelationChecker, TriggerStats
 from .common import (
+    MIN_STEPS,
     Accumulator,
     Collector,
     Obs,
@@ -48,29 +49,49 @@ def observed_values(attrs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 
 class _Collector(Collector):
+    """One example per (state, attribute). A variable's flags rarely change, so states with
+    the same flags are folded: (name, flags) -> [examples, states seen, first steps], and
+    become weighted examples when the folder fills up or the stream ends."""
+
     def __init__(self) -> None:
-        # (name, state) -> [(family, labels)]: a variable's flags rarely change, so the
-        # labels of a state are built once (and shared, which the accumulator's cache likes)
-        self._parts: dict[tuple, list[tuple[tuple, frozenset]]] = {}
+        self._fold: dict[tuple, list] = {}
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if not isinstance(item, VarChange):
             return ()
         step = meta_int(item.meta, "step")
         try:
-            key: tuple | None = (item.name, state_key(item.after))
-        except TypeError:
-            key = None
-        parts = self._parts.get(key) if key is not None else None
-        if parts is None:
+            key = (item.name, state_key(item.after))
+        except TypeError:  # an unhashable attribute value: not folded
+            return [Obs(family=(_FAMILY, attr), rows=(), labels=frozenset({(item.name, v)}),
+                        subject=item.name, step=step)
+                    for attr, v in observed_values(item.after)]
+        got = self._fold.get(key)
+        out: list[Obs] = []
+        if got is None:
+            if len(self._fold) >= 1 << 14:
+                out = self._flush()
             parts = [((_FAMILY, attr), frozenset({(item.name, v)}))
                      for attr, v in observed_values(item.after)]
-            if key is not None:
-                if len(self._parts) >= 1 << 16:
-                    self._parts.clear()
-                self._parts[key] = parts
-        return [Obs(family=fam, rows=(), labels=labels, subject=item.name, step=step)
-                for fam, labels in parts]
+            got = self._fold[key] = [parts, 0, ()]
+        got[1] += 1
+        if len(got[2]) < MIN_STEPS and step not in got[2]:
+            got[2] += (step,)
+        return out
+
+    def _flush(self) -> list[Obs]:
+        out = []
+        for (name, _), (parts, n, steps) in self._fold.items():
+            for fam, labels in parts:
+                out.append(Obs(family=fam, rows=(), labels=labels, subject=name, weight=n,
+                               step=steps[0]))
+                out += [Obs(family=fam, rows=(), labels=labels, subject=name, weight=0,
+                            step=s) for s in steps[1:]]
+        self._fold.clear()
+        return out
+
+    def finish(self) -> Iterable[Obs]:
+        return self._flush()
 
 
 class VarConstant(TemplateRelation):
