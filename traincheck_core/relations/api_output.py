@@ -15,9 +15,17 @@ from typing import Any
 from ..analysis.assembler import CallRecord, Item
 from ..events import TensorSummary
 from ..invariants import Invariant
-from ..preconditions import call_fields, make_row
 from .base import PlanPart
-from .common import Collector, Obs, TemplateRelation, call_label, meta_int, short_api, walk_calls
+from .common import (
+    Collector,
+    Obs,
+    TemplateRelation,
+    call_label,
+    call_row,
+    meta_int,
+    short_api,
+    walk_calls,
+)
 
 __all__ = ["APIOutput"]
 
@@ -53,7 +61,7 @@ class _OutCollector(Collector):
             if self.wanted is not None and fam not in self.wanted:
                 continue
             labels, got = _labels(call, call.ret)
-            out.append(Obs(family=fam, rows=(make_row(call_fields(call, anc)),), labels=labels,
+            out.append(Obs(family=fam, rows=(call_row(call, anc),), labels=labels,
                            group=(item.source, call.id), source=item.source,
                            step=meta_int(call.meta, "step"), rank=meta_int(call.meta, "rank"),
                            call=call, observed=got))

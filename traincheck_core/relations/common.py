@@ -27,6 +27,7 @@ from ..preconditions import (
     NAME_FIELD,
     Example,
     Row,
+    call_fields,
     describe,
     holds,
     infer_with_exceptions,
@@ -37,7 +38,7 @@ from .base import Relation, RelationChecker, RunItems, TriggerStats
 
 __all__ = ["Obs", "Collector", "Accumulator", "TemplateRelation", "TemplateChecker",
            "walk_calls", "short_api", "call_label", "name_list", "meta_int", "MAX_SUBJECTS",
-           "MIN_STEPS", "Interner", "VarRows", "state_key"]
+           "MIN_STEPS", "Interner", "VarRows", "state_key", "call_row"]
 
 MAX_SUBJECTS = 64  # subject names kept per hypothesis, for readable texts
 #: An invariant needs positive examples at this many distinct steps. Setup code (building the
@@ -100,10 +101,29 @@ class Interner:
         return got
 
 
+_STATE_KEYS: dict[int, tuple[dict[str, Any], tuple | None]] = {}
+
+
 def state_key(attrs: dict[str, Any]) -> tuple:
     """What a variable state's row depends on: fingerprints only by presence (they change
     every step, the row does not), other values with their types (1 and True give different
-    rows). Raises TypeError when a value is not hashable."""
+    rows). Raises TypeError when a value is not hashable. Several templates read each new
+    state: the key is kept for the last states seen (the entry holds the dict)."""
+    hit = _STATE_KEYS.get(id(attrs))
+    if hit is None or hit[0] is not attrs:
+        try:
+            key: tuple | None = _state_key(attrs)
+        except TypeError:
+            key = None
+        if len(_STATE_KEYS) >= 1024:
+            _STATE_KEYS.clear()
+        hit = _STATE_KEYS[id(attrs)] = (attrs, key)
+    if hit[1] is None:
+        raise TypeError("unhashable attribute value")
+    return hit[1]
+
+
+def _state_key(attrs: dict[str, Any]) -> tuple:
     key: list[tuple] = []
     for k, v in attrs.items():
         if k in FINGERPRINT_ATTRS:
@@ -147,6 +167,22 @@ class VarRows:
             self._by_id.clear()
         self._by_id[id(attrs)] = (attrs, vtype, name, row)  # holds attrs: its id stays unique
         return row
+
+
+_CALL_ROWS: dict[int, tuple[CallRecord, tuple[str, ...], Row]] = {}
+
+
+def call_row(call: CallRecord, ancestors: tuple[str, ...] = ()) -> Row:
+    """``make_row(call_fields(call, ancestors))``, built once for the templates that read
+    the same call one after the other (the entry holds the call: its id stays unique)."""
+    hit = _CALL_ROWS.get(id(call))
+    if hit is not None and hit[0] is call and hit[1] == ancestors:
+        return hit[2]
+    row = make_row(call_fields(call, ancestors))
+    if len(_CALL_ROWS) >= 1024:
+        _CALL_ROWS.clear()
+    _CALL_ROWS[id(call)] = (call, ancestors, row)
+    return row
 
 
 @dataclass

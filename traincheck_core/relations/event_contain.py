@@ -31,7 +31,7 @@ from typing import Any
 
 from ..analysis.assembler import CallRecord, Item, VarChange
 from ..invariants import Invariant
-from ..preconditions import Row, call_fields, make_row
+from ..preconditions import Row
 from .base import PlanPart
 from .common import (
     MIN_STEPS,
@@ -41,6 +41,7 @@ from .common import (
     TemplateRelation,
     VarRows,
     call_label,
+    call_row,
     meta_int,
     name_list,
     short_api,
@@ -204,7 +205,7 @@ class _ContainCollector(Collector):
             want_call = self.wanted is None or ("contain_call", call.api) in self.wanted
             if not (want_var or want_call):
                 continue
-            crow = self.intern(make_row(call_fields(call, anc)))
+            crow = self.intern(call_row(call, anc))
             step, rank = meta_int(call.meta, "step"), meta_int(call.meta, "rank")
             if want_call:
                 kids = frozenset(d.api for d in call.descendants())
