@@ -56,7 +56,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         return sum(1 for b in scored if (b.get(which) or {}).get(key))
 
     progs_ok = sum(1 for h in r["healthy"]
-                   if _ok(h["stages"].get("plain")) or _ok(h["stages"].get("ref")))
+                   if _ok(h.get("stages", {}).get("plain")) or _ok(h.get("stages", {}).get("ref")))
     bug_progs_ok = sum(1 for b in bugs if _runs(b, "healthy") and _runs(b, "buggy"))
     s: dict[str, Any] = {
         "bug_pairs": len(bugs),
@@ -85,7 +85,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
                                      for t in r["self_checks"] + r["transfer"]]
                                   if v is not None]),
     }
-    same = [c for t in r["self_checks"] for c in t["checks"] if c["trace"] == "same_seed"]
+    same = [c for t in r["self_checks"] for c in t.get("checks", []) if c["trace"] == "same_seed"]
     s["identical_reruns_with_violations"] = sum(1 for c in same if c.get("violated"))
     s["identical_reruns_checked"] = sum(1 for c in same if c.get("status", "ok") == "ok")
     by_k: dict[int, list[float]] = {}
@@ -135,7 +135,7 @@ def render(r: dict[str, Any]) -> str:
     lines += ["", "## Healthy programs", "",
               "| program | plain run | traced run | collection overhead |", "|---|---|---|---|"]
     for h in r["healthy"]:
-        st = h["stages"]
+        st = h.get("stages", {})
         lines.append(f"| {h['name']} | {_stage(st.get('plain'))} | {_stage(st.get('ref'))} | "
                      f"{_x(h.get('collection_overhead'))} |")
     if r["self_checks"]:
@@ -143,16 +143,16 @@ def render(r: dict[str, Any]) -> str:
                   "| program | invariants | inference s | identical rerun: violated | "
                   "other seed: violated |", "|---|---|---|---|---|"]
         for t in r["self_checks"]:
-            c = {x["trace"]: x for x in t["checks"]}
-            lines.append(f"| {t['refs'][0]} | {t['invariants']} | {_secs(t)} | "
+            c = {x["trace"]: x for x in t.get("checks", [])}
+            lines.append(f"| {t['refs'][0]} | {t.get('invariants', 0)} | {_secs(t)} | "
                          f"{_viol(c.get('same_seed'))} | {_viol(c.get('other_seed'))} |")
     if r["transfer"]:
         lines += ["", "### Transfer: invariants from k programs, checked on the others", "",
                   "| k | reference programs | invariants | inference s | mean share violated | "
                   "union share violated | targets checked |", "|---|---|---|---|---|---|---|"]
         for t in r["transfer"]:
-            ok = sum(1 for c in t["checks"] if c.get("status", "ok") == "ok")
-            lines.append(f"| {t['k']} | {', '.join(t['refs'])} | {t['invariants']} | "
+            ok = sum(1 for c in t.get("checks", []) if c.get("status", "ok") == "ok")
+            lines.append(f"| {t['k']} | {', '.join(t['refs'])} | {t.get('invariants', 0)} | "
                          f"{_secs(t)} | {_pct(t.get('mean_share'))} | "
                          f"{_pct(t.get('union_share'))} | {ok} |")
     if r["transfer"]:
@@ -175,7 +175,7 @@ def _transfer_by_target(transfer: list[dict[str, Any]]) -> list[str]:
     cells: dict[str, dict[int, list[tuple[int, int, int]]]] = {}
     ks = sorted({t["k"] for t in transfer})
     for t in transfer:
-        for c in t["checks"]:
+        for c in t.get("checks", []):
             if c.get("share") is not None:
                 cells.setdefault(c["target"], {}).setdefault(t["k"], []).append(
                     (len(c.get("violated", [])), c.get("invariants", 0), c.get("triggered", 0)))
@@ -198,18 +198,24 @@ def _failures(r: dict[str, Any]) -> list[str]:
     out = []
     for kind, items in (("bug", r["bugs"]), ("healthy", r["healthy"])):
         for it in items:
-            for stage, st in it["stages"].items():
+            for stage, st in it.get("stages", {}).items():
                 if st["status"] != "ok":
                     tail = st.get("tail", "").strip().splitlines()[-1:] or [""]
                     out.append(f"* {kind} `{it['name']}` {stage}: {st['status']} "
                                f"(exit {st.get('returncode')}) — {_cell(tail[0], 160)}")
             out += [f"* {kind} `{it['name']}`: {n}" for n in it.get("notes", [])]
+    for t in r["self_checks"] + r["transfer"]:
+        inf = t.get("infer") or {}
+        if inf and inf.get("status") != "ok":
+            tail = (inf.get("tail") or "").strip().splitlines()[-1:] or [""]
+            out.append(f"* infer from {', '.join(t['refs'])}: {inf.get('status')} — "
+                       f"{_cell(tail[0], 160)}")
     return out
 
 
 def _runs(b: dict[str, Any], which: str) -> bool:
     """The pair's ``which`` program ran, plain or traced."""
-    st = b["stages"]
+    st = b.get("stages", {})
     if which == "healthy":
         return _ok(st.get("plain_healthy")) or _ok(st.get("trace_healthy"))
     return _ok(st.get("plain_buggy")) or _ok(st.get("online_buggy")) or _ok(st.get("trace_buggy"))

@@ -153,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         "self_checks": msgspec.to_builtins(self_checks),
         "transfer": msgspec.to_builtins(transfer),
     }
+    raw = args.out / "suite-raw.json"  # kept if rendering fails; removed once it worked
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw.write_text(msgspec.json.encode(results).decode())
     md, js = write_reports(results, args.out, args.tag)
+    raw.unlink()
     log(f"wrote {md} and {js} in {results['duration_s']} s")
     return 0
 
