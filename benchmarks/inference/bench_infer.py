@@ -208,11 +208,37 @@ def report(res: dict) -> str:
               f"{c['big_cpu_s']:.2f} CPU s, {c['ours_mb_per_cpu_s']:.2f} MB per CPU second, "
               f"{c['ours_mb_per_cpu_s'] / c['reference_mb_per_s']:.1f}x the reference's "
               "MB/s (its 83 s is wall time on one thread).",
+              *_previous(res),
               "* Wall times are on a shared 2-core machine (other jobs running, see the load "
               "average); `-j 2` splits the relations into two groups that each decode and "
               "assemble the trace, so with one run it mostly adds parallel work rather than "
               "removing serial work, and on a loaded machine it does not pay off."]
     return "\n".join(lines) + "\n"
+
+
+def _load_previous(path: str) -> dict:
+    prev = json.loads(Path(path).read_text())
+    return {"machine": {"commit": prev["machine"]["commit"]}, "infer": prev["infer"],
+            "load_average": prev.get("load_average")}
+
+
+def _previous(res: dict) -> list[str]:
+    """A bullet comparing with an earlier results file (``--previous``), when given."""
+    prev = res.get("previous")
+    if not prev:
+        return []
+    out = []
+    for r in res["infer"]:
+        old = next((o for o in prev["infer"] if o["steps"] == r["steps"] and
+                    o["jobs"] == r["jobs"]), None)
+        if old is not None and r["steps"] == 4 * res["comparison"]["steps"]:
+            out.append(f"jobs={r['jobs']}: wall {old['wall_s']:.2f} -> {r['wall_s']:.2f} s "
+                       f"({old['wall_s'] / r['wall_s']:.1f}x), CPU {old['cpu_s']:.2f} -> "
+                       f"{r['cpu_s']:.2f} s ({old['cpu_s'] / r['cpu_s']:.1f}x)")
+    return [f"* Against the previous results (commit {prev['machine']['commit']}, same "
+            f"workload), 4x trace: {'; '.join(out)}. The wall ratios also reflect the load "
+            f"(load average {prev.get('load_average')} then, {res['load_average']} now); the "
+            "CPU ratios are the robust measure of the engine's speed-up."] if out else []
 
 
 def main() -> int:
@@ -222,6 +248,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", default="1,2", help="comma-separated -j settings")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--previous", metavar="JSON",
+                    help="an earlier results file to compare with in the report")
     ap.add_argument("--report-only", metavar="JSON",
                     help="re-render the Markdown of an earlier results file and exit")
     args = ap.parse_args()
@@ -232,6 +260,8 @@ def main() -> int:
                   key=lambda r: r["wall_s"])
         res["comparison"].setdefault("big_cpu_s", big["cpu_s"])
         res["comparison"].setdefault("ours_mb_per_cpu_s", big["trace_mb"] / big["cpu_s"])
+        if args.previous:
+            res["previous"] = _load_previous(args.previous)
         src.write_text(json.dumps(res, indent=2) + "\n")
         src.with_suffix(".md").write_text(report(res))
         print(report(res))
@@ -267,6 +297,8 @@ def main() -> int:
                        "ours_mb_per_cpu_s": big["trace_mb"] / big["cpu_s"]},
         "total_s": time.perf_counter() - t0,
     }
+    if args.previous:
+        res["previous"] = _load_previous(args.previous)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"inference-{date}.json").write_text(json.dumps(res, indent=2) + "\n")
