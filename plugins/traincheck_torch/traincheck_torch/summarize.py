@@ -75,5 +75,8 @@ def summarize_value(session: Session, value: Any, names: Mapping[int, str], dept
 
 def module_summary(mod: Any, names: Mapping[int, str]) -> ObjSummary:
     """``self`` of a module call: concrete class, stable name (when tracked), training flag."""
+    # ``training`` is unset while a module's own __init__ (e.g. DDP's) is being called
+    training = getattr(mod, "training", None)
     return ObjSummary(type_name(mod), {"name": Scalar(names.get(id(mod))),
-                                       "training": Scalar(bool(mod.training))})
+                                       "training": Scalar(None if training is None
+                                                          else bool(training))})
