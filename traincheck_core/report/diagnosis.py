@@ -39,13 +39,15 @@ class _Rule:
 # Relation-specific knowledge: what this kind of violation has meant in real silent bugs.
 KNOWLEDGE: tuple[_Rule, ...] = (
     _Rule((r"step|update", r"chang|updat|differ|modif"), (
-        "parameters were frozen by mistake (requires_grad=False, or a frozen copy was trained)",
+        "parameters were frozen by mistake (PyTorch: requires_grad=False; JAX: gradients "
+        "taken with respect to the wrong argument, or a frozen copy was trained)",
         "the optimizer was given the wrong parameters (another model's, a stale list, an "
         "empty parameter group)",
-        "gradients do not flow to these parameters (detach(), torch.no_grad(), the loss does "
-        "not depend on them, or grads are None)",
+        "gradients do not flow to these parameters (detach() / stop_gradient, a no-grad "
+        "context, the loss does not depend on them, or grads are None)",
         "the learning rate is 0 (a scheduler or warm-up drove it to zero)",
-        "the update is skipped (a gradient scaler skipping steps on inf/NaN, clipping to 0)",
+        "the update is skipped (a gradient scaler skipping steps on inf/NaN, clipping to 0, "
+        "or the computed update is never applied to the parameters)",
     )),
     _Rule((r"zero_grad|set_to_none|accumulat",), (
         "zero_grad() is missing, so gradients accumulate across steps",
@@ -53,9 +55,9 @@ KNOWLEDGE: tuple[_Rule, ...] = (
         "gradient accumulation was intended but the accumulation boundary is off",
     )),
     _Rule((r"\beval\b|\.train\b|\btraining\b|dropout|batchnorm|\bstage\b",), (
-        "model.eval() was not called before evaluation (dropout / batch-norm stay in "
-        "training mode)",
-        "model.train() was not called again after evaluation",
+        "evaluation runs in training mode (PyTorch: model.eval() not called; Flax: "
+        "deterministic=False / train=True), so dropout and batch-norm stay active",
+        "training mode was not restored after evaluation (PyTorch: model.train())",
         "a sub-module was switched to a different mode than its parent",
     )),
     _Rule((r"\brank|replica|all_?reduce|\bddp\b|distributed|data.parallel",), (
