@@ -75,6 +75,9 @@ class Relation(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    #: True when an invariant of this relation compares the processes of a run with each
+    #: other, so no single process can check it alone (online, the launcher checks it).
+    cross_process: ClassVar[bool] = False
 
     @abstractmethod
     def infer(self, runs: Sequence[RunItems]) -> list[Invariant]:

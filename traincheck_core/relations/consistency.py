@@ -103,6 +103,7 @@ class Consistency(TemplateRelation):
     name = "Consistency"
     description = ("a variable attribute agrees across the processes (ranks) of a run at the "
                    "same step, paired by step and stable variable name")
+    cross_process = True
 
     def collector(self, wanted: set[tuple] | None = None, detail: bool = False) -> Collector:
         return _ConsCollector(wanted, detail)
