@@ -41,9 +41,10 @@ def cite_overheads(results_dir: Path) -> dict[str, Any]:
             cited[kind] = {"file": files[-1].name, "note": f"unreadable: {e}"}
             continue
         got = {"file": files[-1].name, "date": data.get("date"), "machine": data.get("machine")}
+        where = [data, data.get("summary") if isinstance(data.get("summary"), dict) else {}]
         for name, keys in OVERHEAD_KEYS.items():
-            got[name] = next((data[k] for k in keys if isinstance(data.get(k), (int, float))),
-                             None)
+            got[name] = next((d[k] for d in where for k in keys
+                              if isinstance(d.get(k), (int, float))), None)
         cited[kind] = got
     return cited
 
