@@ -321,6 +321,16 @@ class Accumulator:
         return pos, neg
 
 
+def frameworks_seen(runs: Iterable[str], frameworks: dict[str, dict[str, str]]
+                    ) -> dict[str, list[str]]:
+    """The framework versions recorded by the given runs, sorted: an invariant's provenance."""
+    seen: dict[str, set[str]] = {}
+    for r in runs:
+        for fw, ver in frameworks.get(r, {}).items():
+            seen.setdefault(fw, set()).add(ver)
+    return {k: sorted(v) for k, v in sorted(seen.items())}
+
+
 def walk_calls(call: CallRecord, ancestors: tuple[str, ...] = ()
                ) -> Iterator[tuple[CallRecord, tuple[str, ...]]]:
     """``call`` and every call nested in it, in start order, with the APIs enclosing each."""
@@ -423,16 +433,12 @@ class TemplateRelation(Relation):
         nneg = sum(neg.values())
         if npos == 0:
             return None
-        fws: dict[str, set[str]] = {}
-        for r in h.runs:
-            for fw, ver in frameworks.get(r, {}).items():
-                fws.setdefault(fw, set()).add(ver)
         return Invariant(
             id=invariant_id(self.name, params, pre), relation=self.name, params=params,
             precondition=pre, text=self.text(params, self._subjects(pos, pre, h), describe(pre)),
             hint=self.hint(params),
             support={"positive": npos, "negative": nneg, "runs": len(h.runs)},
-            runs=sorted(h.runs), frameworks={k: sorted(v) for k, v in sorted(fws.items())})
+            runs=sorted(h.runs), frameworks=frameworks_seen(h.runs, frameworks))
 
     @staticmethod
     def _subjects(pos: Counter, pre: Precondition, h: _Hyp) -> list[str]:

@@ -27,6 +27,7 @@ from .common import (
     Collector,
     Obs,
     TemplateRelation,
+    frameworks_seen,
     meta_int,
     name_list,
     state_key,
@@ -116,17 +117,13 @@ class VarConstant(TemplateRelation):
                    frameworks: dict[str, dict[str, str]]) -> Invariant:
         hyps = acc.hyps.get((_FAMILY, attr), {})
         runs = sorted(set().union(*(hyps[(n, value)].runs for n in names if (n, value) in hyps)))
-        fws: dict[str, set[str]] = {}
-        for r in runs:
-            for fw, ver in frameworks.get(r, {}).items():
-                fws.setdefault(fw, set()).add(ver)
         params = {"attr": attr, "value": value, "variables": names}
         pre = Precondition()
         return Invariant(
             id=invariant_id(self.name, params, pre), relation=self.name, params=params,
             precondition=pre, text=self.text(params, names, ""), hint=self.hint(params),
             support={"positive": len(names), "negative": 0, "runs": len(runs)}, runs=runs,
-            frameworks={k: sorted(v) for k, v in sorted(fws.items())})
+            frameworks=frameworks_seen(runs, frameworks))
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = name_list(params["variables"])

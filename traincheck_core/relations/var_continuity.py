@@ -24,7 +24,15 @@ from typing import Any
 from ..analysis.assembler import Item, VarChange
 from ..invariants import Invariant, Precondition, invariant_id
 from .base import PlanPart
-from .common import Accumulator, Collector, Obs, TemplateRelation, meta_int, name_list
+from .common import (
+    Accumulator,
+    Collector,
+    Obs,
+    TemplateRelation,
+    frameworks_seen,
+    meta_int,
+    name_list,
+)
 
 __all__ = ["VarContinuity", "namesake"]
 
@@ -84,16 +92,12 @@ class VarContinuity(TemplateRelation):
                 continue
             params = self.params(fam, lab)
             pre = Precondition()
-            fws: dict[str, set[str]] = {}
-            for r in h.runs:
-                for fw, ver in frameworks.get(r, {}).items():
-                    fws.setdefault(fw, set()).add(ver)
             out.append(Invariant(
                 id=invariant_id(self.name, params, pre), relation=self.name, params=params,
                 precondition=pre, text=self.text(params, sorted(h.subjects), ""),
                 hint=self.hint(params),
                 support={"positive": sum(pos.values()), "negative": 0, "runs": len(h.runs)},
-                runs=sorted(h.runs), frameworks={k: sorted(v) for k, v in sorted(fws.items())}))
+                runs=sorted(h.runs), frameworks=frameworks_seen(h.runs, frameworks)))
         return out
 
     def params(self, family: tuple, label: Any) -> dict[str, Any]:
