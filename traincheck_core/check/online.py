@@ -31,6 +31,7 @@ from ..invariants import Invariant, Violation, load_invariants
 from ..plugins import hookimpl
 from ..trace.reader import Record
 from .engine import CheckEngine
+from .follower import FOLLOWED_ENV, cross_process_invariants
 from .plan import available_relations, compile_plan
 from .sinks import ViolationLog, violation_line
 
@@ -61,7 +62,11 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
     """
     invariants = load_all(list(session.config.invariants))
     relations = available_relations(session.pm)
-    checker = OnlineChecker(session, invariants, relations)
+    mine = invariants
+    if os.environ.get(FOLLOWED_ENV):  # the launcher checks these over every process's trace
+        cross = {i.id for i in cross_process_invariants(invariants, relations)}
+        mine = [i for i in invariants if i.id not in cross]
+    checker = OnlineChecker(session, mine, relations)
     session.add_sink(checker.sink)
     session.pm.register(checker, name=f"traincheck-online-checker-{id(checker)}")
     unknown = sorted({i.relation for i in invariants} - set(relations))
@@ -69,7 +74,7 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
         session.log_once("online:unknown", f"{len(invariants)} invariants loaded; relations "
                          f"{', '.join(unknown)} are not available, their invariants are "
                          "not checked")
-    return compile_plan(invariants, relations)
+    return compile_plan(invariants, relations)  # all: the launcher reads this trace too
 
 
 class OnlineChecker:
@@ -84,7 +89,9 @@ class OnlineChecker:
                                   source_names={0: f"{socket.gethostname()}:{os.getpid()}"},
                                   on_repeat=self._log)
         self._introduce()
-        self._lock = threading.Lock()
+        # Re-entrant: a SIGTERM handler closes the session on the training thread, possibly
+        # while that thread is inside ``sink`` holding this lock.
+        self._lock = threading.RLock()
         self.off = False
         self.finished = False
         self.busy = 0.0  # seconds spent checking on the training thread

@@ -7,13 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
 
+from ..check.follower import FOLLOWED_ENV, LauncherFollower, cross_process_invariants
+from ..check.online import STOP_EXIT_CODE, load_all
+from ..check.plan import available_relations
 from ..config import SESSION_ENV, load_config
 from ..errors import UsageError
-from ..invariants import load_invariants
+from ..invariants import Violation, load_invariants
 from ..plugins.manager import make_plugin_manager
 from ..session import default_output_dir, export_session_env
 
@@ -92,15 +96,17 @@ def main(args: argparse.Namespace) -> int:
         "quiet": args.quiet or None,
         "options": options or None,
     }, env={k: v for k, v in os.environ.items() if k != SESSION_ENV})
-    make_plugin_manager(config.plugins or None, autoload=config.autoload)  # fail fast on names
+    pm, _ = make_plugin_manager(config.plugins or None, autoload=config.autoload)  # fail fast
     output = Path(config.output or default_output_dir()).resolve()
     config = msgspec.structs.replace(config, output=str(output))
     cmd = _program(args)
     output.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     export_session_env(config)
+    os.environ.pop(FOLLOWED_ENV, None)
+    follower = _make_follower(config, pm, output)
     try:
-        code = _run_child(cmd)
+        code = _run_child(cmd, follower)
     finally:
         os.environ.clear()
         os.environ.update(env_before)
@@ -127,21 +133,96 @@ def _print_check_summary(run_dir: Path, invariant_files: list[str]) -> None:
         print(f"traincheck: could not summarize the online check: {exc}", file=sys.stderr)
 
 
-def _run_child(cmd: list[str]) -> int:
-    child = subprocess.Popen(cmd)
-    # The child is in our process group and gets terminal signals itself; forward the rest.
-    def forward(signum: int, frame: object) -> None:
-        child.send_signal(signum)
+class _Launcher:
+    """The cross-process follower plus what it needs to stop the program (raise/stop mode)."""
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    def __init__(self, follower: LauncherFollower | None, stops: bool) -> None:
+        self.follower = follower
+        self.stops = stops  # a violation ends the program
+        self.child: subprocess.Popen | None = None
+        self.stopped_at: float | None = None  # when the program was asked to terminate
+
+    def violated(self, v: Violation) -> None:
+        if not self.stops or self.stopped_at is not None or self.child is None:
+            return
+        print(f"traincheck: stopping training (--on-violation) at step {v.step}, rank "
+              f"{v.rank}: cross-process invariant {v.invariant} was violated; terminating "
+              "the program (SIGTERM to its process group).", file=sys.stderr, flush=True)
+        self.stopped_at = time.monotonic()
+        _signal_group(self.child, signal.SIGTERM)
+
+
+def _make_follower(config, pm, output: Path) -> _Launcher:
+    """Follow the run for the invariants no single process can check, if there are any."""
+    if not config.invariants:
+        return _Launcher(None, False)
     try:
-        while True:
-            try:
-                code = child.wait()
-                break
-            except KeyboardInterrupt:
-                continue  # the child got SIGINT too; wait for it to finish
+        relations = available_relations(pm)
+        cross = cross_process_invariants(load_all(list(config.invariants)), relations)
+    except Exception as exc:  # the processes still check the rest
+        print(f"traincheck: cross-process invariants are not checked live: {exc}",
+              file=sys.stderr)
+        return _Launcher(None, False)
+    if not cross:
+        return _Launcher(None, False)
+    launcher = _Launcher(None, config.on_violation in ("raise", "stop"))
+    launcher.follower = LauncherFollower(output, cross, relations, quiet=bool(config.quiet),
+                                         on_violation=launcher.violated)
+    os.environ[FOLLOWED_ENV] = "1"  # the processes leave these invariants to us
+    return launcher
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _run_child(cmd: list[str], launcher: _Launcher | None = None) -> int:
+    launcher = launcher or _Launcher(None, False)
+    # To stop a program (and the workers it started) on a cross-process violation it gets a
+    # process group of its own; otherwise it stays in ours and gets terminal signals itself.
+    own_group = launcher.stops
+    child = subprocess.Popen(cmd, process_group=0 if own_group else None)
+    launcher.child = child
+
+    def forward(signum: int, frame: object) -> None:
+        if own_group:
+            _signal_group(child, signum)
+        else:
+            child.send_signal(signum)
+
+    forwarded = (signal.SIGTERM, signal.SIGHUP) + ((signal.SIGINT,) if own_group else ())
+    old = {s: signal.signal(s, forward) for s in forwarded}
+    if launcher.follower is not None:
+        launcher.follower.start()
+    try:
+        code = _wait(child, launcher)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if launcher.follower is not None:
+            launcher.follower.finish()
+    if launcher.stopped_at is not None:
+        print("traincheck: training was stopped because a cross-process invariant was "
+              "violated (see the VIOLATION line above)", file=sys.stderr, flush=True)
+        return STOP_EXIT_CODE
     return 128 - code if code < 0 else code
+
+
+def _wait(child: subprocess.Popen, launcher: _Launcher) -> int:
+    while True:
+        try:
+            return child.wait(timeout=0.5 if launcher.stops else None)
+        except subprocess.TimeoutExpired:
+            if launcher.stopped_at is not None and \
+                    time.monotonic() - launcher.stopped_at > _KILL_AFTER:
+                _signal_group(child, signal.SIGKILL)  # it ignored SIGTERM
+        except KeyboardInterrupt:
+            continue  # the child got SIGINT too; wait for it to finish
+
+
+# Seconds a stopped program gets to shut down before SIGKILL: more than a launcher such as
+# torchrun waits for its workers (30 s), so it can still kill them (they have their own groups).
+_KILL_AFTER = 60.0
