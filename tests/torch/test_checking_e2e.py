@@ -272,8 +272,9 @@ def _torchrun(*args: str) -> list[str]:
 @pytest.mark.multiproc
 def test_ddp_replicas_diverging_is_caught_by_the_follower_and_by_check(tmp_path):
     """Replica divergence is a cross-rank relation: a rank's in-process checker sees only its
-    own events, so the live report comes from ``traincheck check --follow`` tailing the run
-    directory while the ranks write it."""
+    own events, so the live report comes from whoever tails the run directory while the ranks
+    write it: a separate ``traincheck check --follow``, and the ``traincheck run`` launcher
+    itself (see also test_ddp_online.py)."""
     d = tmp_path
     res = tc(d, "run", "-q", "--plugin", "torch", "-o", "healthy", *_torchrun("--seed", "0"))
     assert res.returncode == 0, res.stderr
@@ -289,6 +290,8 @@ def test_ddp_replicas_diverging_is_caught_by_the_follower_and_by_check(tmp_path)
         bug = tc(d, "run", "--plugin", "torch", "-o", "bug", "--invariants", str(inv),
                  *_torchrun("--seed", "1", "--bug", "diverge", "--at", str(AT), "--steps", "6"))
         assert bug.returncode == 0, bug.stderr
+        launcher = violation_lines(bug.stderr)
+        assert launcher and launcher[0][0] == AT, bug.stderr
         f_out, f_err = follower.communicate(timeout=180)
     finally:
         follower.kill()

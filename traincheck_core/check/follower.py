@@ -53,7 +53,7 @@ def _follow(run_dir: Path, stop: threading.Event, poll: float) -> Iterator[Recor
                 if f not in known:
                     known.add(f)
                     order.append(TraceFile(f))
-        if len(order) >= 2 or last:  # one process alone has nobody to be compared with
+        if len(order) >= 2:  # one process alone has nobody to be compared with: read nothing
             batch = [[Record(i, ev) for ev in tf.read_available()] for i, tf in enumerate(order)]
             yield from heapq.merge(*batch, key=lambda r: r.event.t)
         if last:
