@@ -55,11 +55,13 @@ def test_launcher_reports_replica_divergence_live_once(ddp_inv):
     assert ok.returncode == 0 and violation_lines(ok.stderr) == [], ok.stderr
 
 
-def test_on_violation_stop_ends_the_ddp_run_early(ddp_inv):
+@pytest.mark.parametrize("mode", ["stop", "raise"])
+def test_on_violation_stop_ends_the_ddp_run_early(ddp_inv, mode):
+    """No rank can raise a cross-rank violation into its loop: the launcher ends the job."""
     d, inv = ddp_inv
     steps = 400
-    res = tc(d, "run", "--plugin", "torch", "-o", "stopped", "--invariants", str(inv),
-             "--on-violation", "stop",
+    res = tc(d, "run", "--plugin", "torch", "-o", f"stopped-{mode}", "--invariants", str(inv),
+             "--on-violation", mode,
              *_torchrun("--seed", "1", "--bug", "diverge", "--at", str(AT),
                         "--steps", str(steps)))
     assert res.returncode == STOP_EXIT_CODE, res.stderr
