@@ -59,7 +59,9 @@ def test_launcher_reports_replica_divergence_live_once(ddp_inv):
 def test_on_violation_stop_ends_the_ddp_run_early(ddp_inv, mode):
     """No rank can raise a cross-rank violation into its loop: the launcher ends the job."""
     d, inv = ddp_inv
-    steps = 400
+    # Far more steps than it takes to stop (traces reach the disk every 0.5 s, the launcher
+    # then needs one poll): a working stop ends the run after a second or two on any machine.
+    steps = 5000
     res = tc(d, "run", "--plugin", "torch", "-o", f"stopped-{mode}", "--invariants", str(inv),
              "--on-violation", mode,
              *_torchrun("--seed", "1", "--bug", "diverge", "--at", str(AT),
