@@ -80,3 +80,14 @@ def test_follower_failure_never_breaks_the_run(tmp_path, capsys):
     assert f.failed
     err = capsys.readouterr().err
     assert err.count("traincheck:") == 1 and "traincheck check" in err
+
+
+def test_a_single_process_run_is_not_read(tmp_path):
+    inv = _data_invariant()
+    _ranks("one")[0].write(tmp_path / "node-10.tctrace")
+    f = LauncherFollower(tmp_path, [inv], {"Consistency": Consistency()}, poll=0.01)
+    f.start()
+    f.finish()
+    (res,) = tmp_path.glob("checkresult-*.json")
+    outcome = json.loads(res.read_text())["outcomes"][0]
+    assert outcome["status"] == "not-triggered" and "only one process" in outcome["why_not"]

@@ -134,6 +134,10 @@ class LauncherFollower:
     def _write_result(self, engine: CheckEngine) -> None:
         # Outcomes only: the processes and events are counted by the processes' own results.
         result = engine.result()
+        if engine.events == 0:  # fewer than two processes ever wrote a trace
+            for o in result.outcomes:
+                if o.status == "not-triggered":
+                    o.why_not = "only one process was traced: nothing to compare it with"
         result.events = result.processes = 0
         result.frameworks = {}
         host, pid = socket.gethostname(), os.getpid()
