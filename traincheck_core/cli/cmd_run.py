@@ -195,6 +195,7 @@ def _run_child(cmd: list[str], launcher: _Launcher | None = None) -> int:
 
     forwarded = (signal.SIGTERM, signal.SIGHUP) + ((signal.SIGINT,) if own_group else ())
     old = {s: signal.signal(s, forward) for s in forwarded}
+    terminal = _give_terminal(child.pid) if own_group else None
     if launcher.follower is not None:
         launcher.follower.start()
     try:
@@ -202,6 +203,8 @@ def _run_child(cmd: list[str], launcher: _Launcher | None = None) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if terminal is not None:
+            _set_foreground(*terminal)
         if launcher.follower is not None:
             launcher.follower.finish()
     if launcher.stopped_at is not None:
@@ -209,6 +212,32 @@ def _run_child(cmd: list[str], launcher: _Launcher | None = None) -> int:
               "violated (see the VIOLATION line above)", file=sys.stderr, flush=True)
         return STOP_EXIT_CODE
     return 128 - code if code < 0 else code
+
+
+def _give_terminal(pgid: int) -> tuple[int, int] | None:
+    """Make the program's group the terminal's foreground group, as a shell does, so that
+    Ctrl-C, ``input()`` and debuggers work as without traincheck. Returns what to restore."""
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd) or os.tcgetpgrp(fd) != os.getpgrp():
+            return None  # no terminal, or we are not in its foreground ourselves
+        before = os.tcgetpgrp(fd)
+        _set_foreground(fd, pgid)
+        os.killpg(pgid, signal.SIGCONT)  # in case it touched the terminal before the handover
+        return fd, before
+    except (OSError, ValueError):
+        return None
+
+
+def _set_foreground(fd: int, pgid: int) -> None:
+    # A background process changing the foreground group gets SIGTTOU: ignore it meanwhile.
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, pgid)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, old)
 
 
 def _wait(child: subprocess.Popen, launcher: _Launcher) -> int:
