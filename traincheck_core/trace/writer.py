@@ -30,7 +30,9 @@ class TraceWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._enc = msgspec.msgpack.Encoder()
         self._buf = bytearray(MAGIC)
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (SIGTERM -> close) may run while this thread is inside
+        # emit/flush; a plain lock would deadlock the process there.
+        self._lock = threading.RLock()
         self._limit = buffer_bytes
         self._interval = interval
         self._closed = False
@@ -56,8 +58,8 @@ class TraceWriter:
         with self._lock:
             if self._closed:
                 return
-            self._buf += LENGTH.pack(len(data))
-            self._buf += data
+            # one in-place append per frame, so a re-entrant emit never splits a frame
+            self._buf += LENGTH.pack(len(data)) + data
             self.count += 1
             full = len(self._buf) >= self._limit
         if full:
@@ -91,7 +93,7 @@ class TraceWriter:
 
     def abandon_after_fork(self) -> None:
         """In a forked child: drop the parent's buffer and file without touching them."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._buf = bytearray()
         self._closed = True
         self._fd = -1
