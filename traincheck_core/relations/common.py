@@ -16,7 +16,7 @@ Inference and checking run the very same collector, which is what keeps them con
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +74,13 @@ class Obs:
 
 
 class Collector:
-    """Turns analysis items into observations, incrementally."""
+    """Turns analysis items into observations, incrementally.
+
+    ``covers`` (set by a checker): whether some invariant's precondition holds for an
+    example of a family. A collector may skip observations with no label that nothing
+    covers: they cannot change a verdict."""
+
+    covers: Callable[[tuple, Example], bool] | None = None
 
     def feed(self, item: Item) -> Iterable[Obs]:
         raise NotImplementedError
@@ -464,6 +470,9 @@ class TemplateChecker(RelationChecker):
             fam, lab = rel.key(inv.params)
             self.by_family.setdefault(fam, []).append((inv, lab))
         self.collector = rel.collector(set(self.by_family), detail=True)
+        self.collector.covers = self._covers
+        # precondition verdicts per (invariant, example): collectors share equal examples
+        self._verdicts: dict[tuple[str, int], tuple[Example, bool]] = {}
         self._stats = {inv.id: TriggerStats() for inv in invariants}
         self._ranks: dict[int, int | None] = {}
 
@@ -478,11 +487,25 @@ class TemplateChecker(RelationChecker):
     def stats(self) -> dict[str, TriggerStats]:
         return self._stats
 
+    def _holds(self, inv: Invariant, ex: Example) -> bool:
+        key = (inv.id, id(ex))
+        hit = self._verdicts.get(key)
+        if hit is not None and hit[0] is ex:
+            return hit[1]
+        ok = holds(inv.precondition, ex)
+        if len(self._verdicts) >= 1 << 16:
+            self._verdicts.clear()
+        self._verdicts[key] = (ex, ok)  # holds the example: its id stays unique
+        return ok
+
+    def _covers(self, family: tuple, ex: Example) -> bool:
+        return any(self._holds(inv, ex) for inv, _ in self.by_family.get(family, ()))
+
     def _judge(self, obs: Iterable[Obs]) -> list[Violation]:
         groups: dict[tuple[str, Any], tuple[Invariant, list[Obs], list[int]]] = {}
         for o in obs:
             for inv, lab in self.by_family.get(o.family, ()):
-                if not holds(inv.precondition, o.rows):
+                if not self._holds(inv, o.rows):
                     continue
                 g = groups.get((inv.id, o.group))
                 if g is None:

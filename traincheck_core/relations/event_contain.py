@@ -18,8 +18,9 @@ change. During inference a call costs O(variables it or its enclosing call chang
 variables it left unchanged are folded per (API, call row, counts per row before the call) and
 become weighted examples only at the end, so a module forward nested in every step's forward
 adds one counter increment, not one example per variable row, and the accumulated examples
-stay as small as (variables x distinct states). Checking enumerates the variables of
-the calls it checks, to name them in messages.
+stay as small as (variables x distinct states). Checking judges the variables a call
+left unchanged by their rows (with the checker's cached precondition verdicts) and enumerates
+them, to name them in messages, only when one of them may be a negative.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ class _ContainCollector(Collector):
         self._idle: dict[tuple, list] = {}
         self._pending: list[Obs] = []
         self.var_apis = {f[1] for f in wanted or () if f[0] == "contain_var"}
+        self._clear: dict[tuple, tuple[Row, frozenset, bool]] = {}  # _rest_clear answers
 
     def feed(self, item: Item) -> Iterable[Obs]:
         if isinstance(item, VarChange):
@@ -235,15 +237,20 @@ class _ContainCollector(Collector):
         born = set(proc.born_since(call.t0))
         out: list[Obs] = []
         if self.detail:
-            names = sorted((set(proc.states) | set(pre)) - born)
-            for name in names:
+            # The variables no change touched since the call started are judged by their
+            # rows and counts; they are enumerated only when one of them may be a negative.
+            names = set(pre) - born
+            if not self._rest_clear(proc, api, crow, pre, born):
+                names |= set(proc.states) - born
+            for name in sorted(names):
                 before = pre[name] if name in pre else proc.states[name]
                 if before is None:
                     continue  # first seen during the call: no state to compare with
                 after = last.get(name, before)
                 vrow = self.rows.var_row(before, proc.vtypes.get(name), name)
                 labs = _labels(before, after)
-                out.append(Obs(family=_vfam(api, vrow), rows=_merge(crow, vrow), labels=labs,
+                fam, rows = self._pair(api, crow, vrow)
+                out.append(Obs(family=fam, rows=rows, labels=labs,
                                subject=name, group=(source, call.id), source=source, step=step,
                                rank=rank, call=call, observed=sorted(labs)))
             return out
@@ -273,6 +280,41 @@ class _ContainCollector(Collector):
                            subject=name, step=step))
         self._defer(api, crow, proc.snapshot(self.intern), counts, step)
         return out
+
+    def _rest_clear(self, proc: _Proc, api: str, crow: Row,
+                    pre: dict[str, Any], born: set[str]) -> bool:
+        """Whether no variable outside ``pre`` and ``born`` (unchanged across the call, so
+        with no label: a negative wherever a precondition holds) is covered by an invariant:
+        then they add nothing to the verdict. Needs the checker's ``covers``."""
+        if self.covers is None:
+            return False
+        # the same call rows meet the same variable rows at every step: one answer each
+        snap = proc.snapshot(self.intern)
+        key = (api, id(crow), id(snap), frozenset(pre.keys() | born))
+        hit = self._clear.get(key)
+        if hit is not None and hit[0] is crow and hit[1] is snap:
+            return hit[2]
+        ok = self._rest_clear_now(proc, api, crow, pre, born)
+        if len(self._clear) >= 1 << 12:
+            self._clear.clear()
+        self._clear[key] = (crow, snap, ok)  # holds both: their ids stay unique
+        return ok
+
+    def _rest_clear_now(self, proc: _Proc, api: str, crow: Row,
+                        pre: dict[str, Any], born: set[str]) -> bool:
+        assert self.covers is not None
+        gone: Counter = Counter()
+        for name in pre.keys() | born:
+            r = proc.rows.get(name)
+            if r is not None:
+                gone[r] += 1
+        for vrow, n in proc.counts.items():
+            if n - gone.get(vrow, 0) <= 0:
+                continue
+            fam, rows = self._pair(api, crow, vrow)
+            if self.covers(fam, rows):
+                return False
+        return True
 
     def _defer(self, api: str, crow: Row, snap: frozenset, delta: Counter,
                step: int | None) -> None:
