@@ -48,6 +48,8 @@ class _EvoCollector(Collector):
     def __init__(self, wanted: set[tuple] | None, detail: bool) -> None:
         self.wanted = wanted
         self.active = wanted is None or any(f[0] == _FAMILY for f in wanted)
+        # checking: only the attributes some invariant is about (None: every attribute)
+        self.attrs = None if wanted is None else {f[1] for f in wanted if f[0] == _FAMILY}
         self.prev: dict[int, StepEnd] = {}
         self.rows = VarRows()
         # the same (state row, meta row, attribute) recurs every step: its example rows are
@@ -73,8 +75,13 @@ class _EvoCollector(Collector):
         out = []
         for name in sorted(prev.states.keys() & item.states.keys()):
             b, a = prev.states[name], item.states[name]
+            common = b.keys() & a.keys()
+            if self.attrs is not None:
+                common &= self.attrs
+                if not common:
+                    continue
             vrow = self.rows.var_row(b, name=name)
-            for attr in sorted(b.keys() & a.keys()):
+            for attr in sorted(common):
                 fam = (_FAMILY, attr)
                 if self.wanted is not None and fam not in self.wanted:
                     continue
