@@ -502,6 +502,8 @@ class TemplateChecker(RelationChecker):
         return any(self._holds(inv, ex) for inv, _ in self.by_family.get(family, ()))
 
     def _judge(self, obs: Iterable[Obs]) -> list[Violation]:
+        if not obs:  # most items give a template nothing to judge
+            return []
         groups: dict[tuple[str, Any], tuple[Invariant, list[Obs], list[int]]] = {}
         for o in obs:
             for inv, lab in self.by_family.get(o.family, ()):
