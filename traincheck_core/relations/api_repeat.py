@@ -17,14 +17,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import CallRecord, Item
-from ..invariants import Invariant, Precondition, invariant_id
+from ..invariants import Invariant, Precondition
 from .base import PlanPart
 from .common import (
     Accumulator,
     Collector,
     Obs,
     TemplateRelation,
-    frameworks_seen,
     meta_int,
     short_api,
 )
@@ -87,11 +86,8 @@ class APIRepeat(TemplateRelation):
                 continue  # B ran once or not at all in some interval, or too few intervals
             h = acc.hyps[fam][lab]
             params = self.params(fam, lab)
-            out.append(Invariant(
-                id=invariant_id(self.name, params, pre), relation=self.name, params=params,
-                precondition=pre, text=self.text(params, [], ""), hint=self.hint(params),
-                support={"positive": sum(pos.values()), "negative": 0, "runs": len(h.runs)},
-                runs=sorted(h.runs), frameworks=frameworks_seen(h.runs, frameworks)))
+            out.append(self.build(params, pre, [], (sum(pos.values()), 0), h.runs,
+                                  frameworks))
         return out
 
     def params(self, family: tuple, label: Any) -> dict[str, Any]:

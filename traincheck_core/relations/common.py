@@ -439,12 +439,20 @@ class TemplateRelation(Relation):
         nneg = sum(neg.values())
         if npos == 0:
             return None
+        return self.build(params, pre, self._subjects(pos, pre, h), (npos, nneg), h.runs,
+                          frameworks)
+
+    def build(self, params: dict[str, Any], pre: Precondition, subjects: Sequence[str],
+              support: tuple[int, int], runs: Iterable[str],
+              frameworks: dict[str, dict[str, str]]) -> Invariant:
+        """The invariant this template states for ``params`` under ``pre``."""
+        runs = sorted(runs)
         return Invariant(
             id=invariant_id(self.name, params, pre), relation=self.name, params=params,
-            precondition=pre, text=self.text(params, self._subjects(pos, pre, h), describe(pre)),
+            precondition=pre, text=self.text(params, subjects, describe(pre)),
             hint=self.hint(params),
-            support={"positive": npos, "negative": nneg, "runs": len(h.runs)},
-            runs=sorted(h.runs), frameworks=frameworks_seen(h.runs, frameworks))
+            support={"positive": support[0], "negative": support[1], "runs": len(runs)},
+            runs=runs, frameworks=frameworks_seen(runs, frameworks))
 
     @staticmethod
     def _subjects(pos: Counter, pre: Precondition, h: _Hyp) -> list[str]:

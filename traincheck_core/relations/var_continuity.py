@@ -22,14 +22,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..analysis.assembler import Item, VarChange
-from ..invariants import Invariant, Precondition, invariant_id
+from ..invariants import Invariant, Precondition
 from .base import PlanPart
 from .common import (
     Accumulator,
     Collector,
     Obs,
     TemplateRelation,
-    frameworks_seen,
     meta_int,
     name_list,
 )
@@ -92,12 +91,8 @@ class VarContinuity(TemplateRelation):
                 continue
             params = self.params(fam, lab)
             pre = Precondition()
-            out.append(Invariant(
-                id=invariant_id(self.name, params, pre), relation=self.name, params=params,
-                precondition=pre, text=self.text(params, sorted(h.subjects), ""),
-                hint=self.hint(params),
-                support={"positive": sum(pos.values()), "negative": 0, "runs": len(h.runs)},
-                runs=sorted(h.runs), frameworks=frameworks_seen(h.runs, frameworks)))
+            out.append(self.build(params, pre, sorted(h.subjects), (sum(pos.values()), 0),
+                                  h.runs, frameworks))
         return out
 
     def params(self, family: tuple, label: Any) -> dict[str, Any]:
