@@ -111,10 +111,12 @@ class Session:
     def _open_writer(self) -> TraceWriter:
         rank = _env_int("RANK")
         path = self.output_dir / trace_file_name(socket.gethostname(), os.getpid(), rank)
-        writer = TraceWriter(path)
+        # Ask the plugins first (this may import a framework: seconds): the file is created only
+        # when its header can follow at once, so a process killed early leaves no headerless file.
         frameworks: dict[str, str] = {}
         for part in self.pm.hook.traincheck_framework_versions():
             frameworks.update(part or {})
+        writer = TraceWriter(path)
         writer.emit(Header(
             schema=SCHEMA_VERSION, run_id=self.run_id, host=socket.gethostname(),
             pid=os.getpid(), ppid=os.getppid(), rank=rank, world_size=_env_int("WORLD_SIZE"),
