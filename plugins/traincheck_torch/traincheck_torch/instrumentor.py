@@ -188,16 +188,24 @@ class TorchInstrumentor:
         with self.session.suppressed(), self.torch.no_grad():
             yield
 
+    def _live(self, probe: str) -> Session | None:
+        """The session if ``probe`` should run now, else None: never while torch.compile traces
+        (its graph must not contain our code), nor when suppressed or the probe is switched off."""
+        if self._is_compiling():
+            return None
+        s = self.session
+        if s is None or s.is_suppressed() or probe in s.disabled_probes:
+            return None
+        return s
+
     def _failed(self, probe: str, exc: BaseException) -> None:
         if self.session is not None:
             self.session.probe_failed(probe, exc)
 
     # -- module forward (global hooks) -------------------------------------------------------
     def _fwd_pre(self, mod: Any, args: tuple) -> None:
-        if self._is_compiling():
-            return None
-        s = self.session
-        if s is None or s.is_suppressed() or FORWARD in s.disabled_probes:
+        s = self._live(FORWARD)
+        if s is None:
             return None
         try:
             names = self.vars.module_names
@@ -225,10 +233,8 @@ class TorchInstrumentor:
         self.meta.update_autocast()
 
     def _fwd_post(self, mod: Any, args: tuple, out: Any) -> None:
-        if self._is_compiling():
-            return None
-        s = self.session
-        if s is None or s.is_suppressed() or FORWARD in s.disabled_probes:
+        s = self._live(FORWARD)
+        if s is None:
             return None
         try:
             tr = self.tracer
@@ -257,10 +263,8 @@ class TorchInstrumentor:
 
     # -- optimizer step (global hooks) -------------------------------------------------------
     def _step_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if self._is_compiling():
-            return None  # a step traced by torch.compile: its graph must not contain our code
-        s = self.session
-        if s is None or s.is_suppressed() or STEP in s.disabled_probes or not self._trace_step:
+        s = self._live(STEP)
+        if s is None or not self._trace_step:
             return None
         try:
             self._cover_subclass(type(opt))
@@ -276,10 +280,8 @@ class TorchInstrumentor:
         return None
 
     def _step_post(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if self._is_compiling():
-            return None
-        s = self.session
-        if s is None or s.is_suppressed() or STEP in s.disabled_probes:
+        s = self._live(STEP)
+        if s is None:
             return None
         try:
             if not self._trace_step:
