@@ -67,3 +67,34 @@ def test_fingerprint_does_not_touch_the_tensor():
     fingerprint(t)
     fingerprint_on_device(t)
     assert torch.equal(t.detach(), before) and t._version == v and t.grad is None
+
+
+def _layouts(t):
+    """The same content in the layouts a training run meets: plain, requiring grad, a
+    Parameter, transposed, sliced, with the negative bit, and odd strides of size-1 dims."""
+    yield t
+    if t.dtype.is_floating_point:
+        yield t.clone().requires_grad_()
+        yield torch.nn.Parameter(t.clone())
+        yield torch._neg_view(t)
+    if t.dim() >= 2:
+        yield t.transpose(0, 1)
+        yield t[1:, 1:]
+    if t.numel() > 1:
+        yield t.reshape(-1)[1:]
+    if t.numel() >= 5:
+        yield t.as_strided((1, 5, 1), (99, 1, 7))
+
+
+@pytest.mark.parametrize("dtype", [*DTYPES, torch.complex64, torch.uint16], ids=str)
+def test_every_path_hashes_the_logical_bytes(dtype):
+    """The fast path (numpy's view of a contiguous tensor) and the general one (a uint8 view
+    of the elements in logical order) give the same fingerprint for the same content."""
+    import xxhash
+    from traincheck_torch.fingerprint import byte_view
+
+    for shape in [(), (0,), (7,), (3, 5), (2, 1, 4)]:
+        base = torch.randn(shape, dtype=dtype) if dtype.is_complex else _rand(shape, dtype)
+        for t in (*_layouts(base), *(_layouts(base.conj()) if dtype.is_complex else ())):
+            want = xxhash.xxh3_64_hexdigest(byte_view(t))
+            assert fingerprint(t) == want == fingerprint(t), (shape, t.stride())

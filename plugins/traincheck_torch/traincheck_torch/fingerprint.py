@@ -45,9 +45,23 @@ def fingerprint(t: Any) -> str | None:
 
     if t.layout is not torch.strided or t.is_meta:
         return None
-    if t.device.type == "cpu":
+    if t.is_cpu:
+        if t.is_contiguous() and t.dtype not in _NO_NUMPY:
+            try:
+                # numpy's own view of a contiguous tensor exposes the same bytes in the same
+                # order as byte_view, with a third of the tensor calls (this runs ~100 times
+                # per training step)
+                return xxhash.xxh3_64_hexdigest((t.detach() if t.requires_grad else t).numpy())
+            except (TypeError, RuntimeError):
+                # dtypes numpy lacks (bfloat16, float8); conjugate/negative bits set
+                if not t.is_conj() and not t.is_neg():
+                    _NO_NUMPY.add(t.dtype)
         return xxhash.xxh3_64_hexdigest(byte_view(t))
     return fingerprint_on_device(t)
+
+
+#: dtypes whose tensors have no numpy view (learned on first sight, then skipped at once)
+_NO_NUMPY: set[Any] = set()
 
 
 def fingerprint_on_device(t: Any) -> str:

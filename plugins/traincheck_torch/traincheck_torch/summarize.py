@@ -18,7 +18,8 @@ from traincheck_core import (
 
 from .fingerprint import fingerprint
 
-__all__ = ["tensor_summary", "summarize_value", "ARG_FP_MAX_ELEMENTS"]
+__all__ = ["tensor_summary", "summarize_value", "dtype_name", "device_name",
+           "ARG_FP_MAX_ELEMENTS"]
 
 #: Tensors passed as call arguments are fingerprinted only up to this many elements (losses,
 #: scalars, small masks); activations are summarized by type, shape, dtype and device only.
@@ -28,7 +29,20 @@ MAX_ITEMS = 8
 
 
 def dtype_name(dtype: Any) -> str:
-    return str(dtype).removeprefix("torch.")
+    """``float32`` for ``torch.float32`` (cached: a dict lookup instead of building a string)."""
+    try:
+        return _DTYPE_NAMES[dtype]
+    except KeyError:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+        return name
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def device_name(t: Any) -> str:
+    """``str(t.device)``; CPU tensors skip building a device object."""
+    return "cpu" if t.is_cpu else str(t.device)
 
 
 def tensor_summary(t: Any, with_fp: bool = True) -> TensorSummary:
@@ -40,7 +54,7 @@ def tensor_summary(t: Any, with_fp: bool = True) -> TensorSummary:
         except Exception:
             fp = None
     return TensorSummary(type=type_name(t), shape=list(t.shape), dtype=dtype_name(t.dtype),
-                         device=str(t.device), fp=fp,
+                         device=device_name(t), fp=fp,
                          extra={"requires_grad": bool(t.requires_grad)})
 
 

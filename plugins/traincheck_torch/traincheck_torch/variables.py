@@ -23,7 +23,7 @@ from traincheck_core import Session, VarState, type_name
 
 from .fingerprint import fingerprint
 from .naming import candidates, find_name, unwrap
-from .summarize import dtype_name
+from .summarize import device_name, dtype_name
 
 __all__ = ["VariableTracker", "DATA", "GRAD", "ALL"]
 
@@ -254,7 +254,7 @@ def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param:
         grad = prev["grad"]
     attrs: dict[str, AttrValue] = {
         "data": data, "grad": grad, "requires_grad": bool(t.requires_grad),
-        "dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": str(t.device),
+        "dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": device_name(t),
         "is_param": is_param,
     }
     for a in _TP_ATTRS:  # Megatron-style tensor-parallel marks, when present
