@@ -141,13 +141,12 @@ class JaxAdapter:
                 continue
             fp = self.kit.fingerprint(leaf)
             known = name in self.var_fp
-            grad = self.grad_fp.get(name)
             if known and self.var_fp[name] == fp:
                 continue
             self.var_fp[name] = fp
+            attrs = self.kit.var_attrs(leaf, fp, self.grad_fp.get(name))
             self.session.emit(VarState(t=self.session.now(), name=name, vtype="jax.Array",
-                                       attrs=self.kit.var_attrs(leaf, grad),
-                                       call=call if known else 0))
+                                       attrs=attrs, call=call if known else 0))
 
     def vars_of(self, tree: Any, root: str | None) -> list[tuple[str, Any]]:
         return flatten_vars(self.jtu, tree, root)

@@ -4,64 +4,50 @@ Only concrete arrays are ever read: a tracer (inside ``jit``/``grad``/``vmap`` t
 summarized by its abstract value (shape, dtype) alone, so nothing here can concretize it or
 add an operation to the program being compiled. JAX arrays are immutable, so a fingerprint is
 cached per array object and a parameter that flows unchanged into the next step is not read
-again.
+again. Everything an array's summary says besides its fingerprint (dtype and device names,
+sharding, PRNG-key-ness, element count) depends only on its shape, dtype and sharding, so it
+is computed once per such triple (``str(dtype)`` alone costs more than hashing a small array).
 """
 
 from __future__ import annotations
 
+import math
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import xxhash
 
 from traincheck_core import TensorSummary
 
-__all__ = ["ArrayKit", "MAX_ARG_ELEMENTS", "content_fingerprint"]
+__all__ = ["ArrayKit", "ArrayMeta", "MAX_ARG_ELEMENTS", "content_fingerprint"]
 
 #: Call arguments larger than this (elements) are summarized without a fingerprint; tracked
 #: variables and PRNG keys are always fingerprinted.
 MAX_ARG_ELEMENTS = 1 << 16
-
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
-_weights = np.zeros(0, dtype=np.uint64)
-
-
-def _position_weights(n: int) -> np.ndarray:
-    """Odd pseudo-random 64-bit weights for positions ``0..n-1`` (one shared, growing array,
-    so memory is bounded by the largest array seen)."""
-    global _weights
-    if len(_weights) < n:
-        w = np.arange(1, n + 1, dtype=np.uint64) * _GOLD
-        w ^= w >> np.uint64(31)
-        w *= _M1
-        w ^= w >> np.uint64(29)
-        w |= np.uint64(1)
-        _weights = w
-    return _weights[:n]
+#: Distinct (shape, dtype, sharding) triples remembered; a program has a few dozen.
+_META_CACHE_MAX = 4096
 
 
 def content_fingerprint(host: np.ndarray) -> str:
-    """64-bit fingerprint of every byte of ``host`` and its position, about 8x faster than
-    blake2b (a few vectorized passes, no Python loop per element).
-
-    Each 8-byte word goes through a bijective mix and is multiplied by an odd weight of its
-    position; the words are summed modulo 2**64. Any change of a single word therefore always
-    changes the fingerprint (a bijection, then a multiplication by an odd number), as does
-    moving a value to another position; the length is mixed in last.
-    """
+    """64-bit fingerprint (XXH3) of every byte of ``host`` in order, so any changed byte or
+    moved value changes it; the byte length is part of the hash. XXH3 runs at memory speed
+    and releases the GIL (``np.asarray`` of a CPU JAX array is a zero-copy view)."""
     b = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
-    pad = (-len(b)) % 8
-    if pad:
-        b = np.concatenate([b, np.zeros(pad, np.uint8)])
-    v = b.view(np.uint64)
-    m = v >> np.uint64(29)
-    m ^= v
-    m *= _M1
-    m ^= m >> np.uint64(32)
-    m *= _position_weights(len(v))
-    return f"{int(np.add.reduce(m, dtype=np.uint64)) ^ (len(b) - pad):016x}"
+    return xxhash.xxh3_64_hexdigest(b)
+
+
+class ArrayMeta(NamedTuple):
+    """What a summary says about an array besides its content."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    size: int
+    device: str
+    sharding: str | None  # str(sharding), for variable attributes
+    extra: dict[str, Any]  # TensorSummary.extra (prng_key, a non-trivial sharding)
+    key: bool  # a typed PRNG key array (fingerprinted through its key data)
+    readable: bool  # every shard is addressable from this process
 
 
 class ArrayKit:
@@ -75,6 +61,8 @@ class ArrayKit:
         self.Array = jax.Array
         self.prng_key = jax.dtypes.prng_key
         self._fp_cache: dict[int, tuple[Any, str | None]] = {}
+        self._meta: dict[Any, ArrayMeta] = {}
+        self._dtype_names: dict[Any, str] = {}
 
     # -- classification ------------------------------------------------------------------
     def is_tracer(self, x: Any) -> bool:
@@ -85,8 +73,9 @@ class ArrayKit:
 
     def is_key(self, x: Any) -> bool:
         dt = getattr(x, "dtype", None)
-        if dt is None:
-            return False
+        return dt is not None and self._is_key_dtype(dt)
+
+    def _is_key_dtype(self, dt: Any) -> bool:
         try:
             return bool(self.jax.dtypes.issubdtype(dt, self.prng_key))
         except TypeError:
@@ -95,6 +84,33 @@ class ArrayKit:
     def any_tracer(self, leaves: list[Any]) -> bool:
         tracer = self.Tracer
         return any(isinstance(x, tracer) for x in leaves)
+
+    # -- metadata ----------------------------------------------------------------------------
+    def meta(self, x: Any) -> ArrayMeta:
+        """Cached :class:`ArrayMeta` of a concrete array (JAX or NumPy)."""
+        sharding = None if isinstance(x, np.ndarray) else getattr(x, "sharding", None)
+        k = (x.shape, x.dtype, sharding)
+        try:
+            return self._meta[k]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable sharding: compute every time
+            return self._compute_meta(x, sharding)
+        m = self._compute_meta(x, sharding)
+        if len(self._meta) >= _META_CACHE_MAX:
+            self._meta.clear()
+        self._meta[k] = m
+        return m
+
+    def _compute_meta(self, x: Any, sharding: Any) -> ArrayMeta:
+        shape = tuple(int(d) for d in x.shape)
+        key = self._is_key_dtype(x.dtype)
+        extra: dict[str, Any] = {"prng_key": True} if key else {}
+        if sharding is not None and type(sharding).__name__ != "SingleDeviceSharding":
+            extra["sharding"] = str(sharding)
+        readable = bool(getattr(x, "is_fully_addressable", True))
+        return ArrayMeta(self.dtype_of(x), shape, math.prod(shape), self.device_of(x),
+                         None if sharding is None else str(sharding), extra, key, readable)
 
     # -- fingerprints ----------------------------------------------------------------------
     def fingerprint(self, x: Any) -> str | None:
@@ -116,9 +132,10 @@ class ArrayKit:
 
     def _compute_fp(self, x: Any) -> str | None:
         if isinstance(x, self.Array):
-            if x.is_deleted() or not x.is_fully_addressable:
+            m = self.meta(x)
+            if not m.readable or x.is_deleted():
                 return None
-            if self.is_key(x):
+            if m.key:
                 x = self.jax.random.key_data(x)
         return content_fingerprint(np.asarray(x))
 
@@ -133,35 +150,37 @@ class ArrayKit:
             return "?"
 
     def dtype_of(self, x: Any) -> str:
-        return str(getattr(x, "dtype", "?"))
+        dt = getattr(x, "dtype", "?")
+        try:
+            return self._dtype_names[dt]
+        except KeyError:
+            name = self._dtype_names[dt] = str(dt)
+            return name
+        except TypeError:
+            return str(dt)
 
     def summarize(self, x: Any, *, fingerprint: bool | None = None) -> TensorSummary:
         """A bounded summary; tracers keep only shape and dtype."""
-        shape = [int(d) for d in getattr(x, "shape", ())]
         if isinstance(x, self.Tracer):
-            return TensorSummary("jax.Tracer", shape, self.dtype_of(x), "traced")
+            return TensorSummary("jax.Tracer", [int(d) for d in x.shape], self.dtype_of(x),
+                                 "traced")
+        m = self.meta(x)
         if fingerprint is None:
-            fingerprint = self.is_key(x) or int(np.prod(shape)) <= MAX_ARG_ELEMENTS
-        extra: dict[str, Any] = {}
-        if self.is_key(x):
-            extra["prng_key"] = True
-        sharding = getattr(x, "sharding", None)
-        if sharding is not None and type(sharding).__name__ != "SingleDeviceSharding":
-            extra["sharding"] = str(sharding)
+            fingerprint = m.key or m.size <= MAX_ARG_ELEMENTS
         tname = "numpy.ndarray" if isinstance(x, np.ndarray) else "jax.Array"
-        return TensorSummary(tname, shape, self.dtype_of(x), self.device_of(x),
-                             self.fingerprint(x) if fingerprint else None, extra)
+        return TensorSummary(tname, list(m.shape), m.dtype, m.device,
+                             self.fingerprint(x) if fingerprint else None, dict(m.extra))
 
     def summarize_nested(self, x: Any) -> TensorSummary:
         """An array inside a container: fingerprinted only if it is a PRNG key."""
         return self.summarize(x, fingerprint=self.is_key(x))
 
-    def var_attrs(self, x: Any, grad_fp: str | None) -> dict[str, Any]:
-        """Flat ``VarState`` attributes of a concrete array leaf."""
-        attrs: dict[str, Any] = {
-            "data": self.fingerprint(x), "grad": grad_fp, "dtype": self.dtype_of(x),
-            "shape": [int(d) for d in x.shape], "device": self.device_of(x)}
-        sharding = getattr(x, "sharding", None)
-        if sharding is not None:
-            attrs["sharding"] = str(sharding)
+    def var_attrs(self, x: Any, data_fp: str | None, grad_fp: str | None) -> dict[str, Any]:
+        """Flat ``VarState`` attributes of a concrete array leaf whose fingerprint is
+        ``data_fp``."""
+        m = self.meta(x)
+        attrs: dict[str, Any] = {"data": data_fp, "grad": grad_fp, "dtype": m.dtype,
+                                 "shape": list(m.shape), "device": m.device}
+        if m.sharding is not None:
+            attrs["sharding"] = m.sharding
         return attrs
