@@ -34,7 +34,7 @@ from traincheck_core import (
 )
 
 from .arrays import ArrayKit
-from .pytrees import flatten_vars
+from .pytrees import VarNamer
 
 __all__ = ["JaxAdapter", "Frame", "LIB_PREFIXES", "api_of_update_fn"]
 
@@ -73,6 +73,7 @@ class JaxAdapter:
         self.session = session
         self.kit = ArrayKit(jax)
         self.jtu = jax.tree_util
+        self.namer = VarNamer(self.jtu)
         self.active = True
         self.var_fp: dict[str, str | None] = {}
         self.grad_fp: dict[str, str | None] = {}
@@ -149,11 +150,11 @@ class JaxAdapter:
                                        attrs=attrs, call=call if known else 0))
 
     def vars_of(self, tree: Any, root: str | None) -> list[tuple[str, Any]]:
-        return flatten_vars(self.jtu, tree, root)
+        return self.namer.pairs(tree, root)
 
     def note_grads(self, tree: Any, root: str) -> None:
         """Remember fingerprints of concrete gradient leaves, named like their parameters."""
-        for name, leaf in flatten_vars(self.jtu, tree, root):
+        for name, leaf in self.namer.pairs(tree, root):
             if not self.kit.is_tracer(leaf):
                 self.grad_fp[name] = self.kit.fingerprint(leaf)
 

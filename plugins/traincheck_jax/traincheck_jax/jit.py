@@ -31,7 +31,7 @@ from .adapter import (
     called_from_library,
     caller_loc,
 )
-from .pytrees import flatten_vars, var_root
+from .pytrees import var_root
 
 __all__ = ["JitProbe"]
 
@@ -115,17 +115,17 @@ class JitProbe:
     def _before(self, info: JitInfo, wrapped: Any, args: tuple, kwargs: dict) -> Pre | None:
         ad = self.ad
         named = _bind(info.sig, args, kwargs)
-        leaves, treedef = ad.jtu.tree_flatten((args, kwargs))
-        if ad.kit.any_tracer(leaves):
+        flat = {name: ad.jtu.tree_flatten(value) for name, value in named.items()}
+        if any(ad.kit.any_tracer(leaves) for leaves, _ in flat.values()):
             return None  # under grad/vmap of eager code: nothing concrete to observe here
-        key = (treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x))))
-                              for x in leaves))
+        key = _signature_key(flat)
         roots: dict[Any, str] = {}
-        for name, value in named.items():
+        for name, (leaves, treedef) in flat.items():
             root = var_root(name)
             if root is not None:
-                roots.setdefault(ad.jtu.tree_structure(value), root)
-            ad.observe_vars(flatten_vars(ad.jtu, value, root), 0)  # read before donation
+                roots.setdefault(treedef, root)
+            # read before the call: it may donate (delete) its arguments
+            ad.observe_vars(ad.namer.pairs_flat(named[name], leaves, treedef, root), 0)
         args = ad.summarize_args(named, False) if ad.session.plan.wants_api(info.api) else {}
         pre = Pre(named=named, args=args, key=key, roots=roots, cache_size=_cache_size(wrapped))
         profile = info.profiles.get(key, info.last)
@@ -165,17 +165,30 @@ class JitProbe:
     def _out_vars(self, pre: Pre, out: Any) -> list[tuple[str, Any]]:
         """Tracked leaves of the result: by path segment, or by having the structure of a
         variable argument (``return new_params, new_opt_state, loss``)."""
-        jtu = self.ad.jtu
+        ad = self.ad
         parts = list(out) if isinstance(out, (tuple, list)) else [out]
         pairs: list[tuple[str, Any]] = []
         for part in parts:
-            root = pre.roots.get(jtu.tree_structure(part)) if pre.roots else None
-            pairs += flatten_vars(jtu, part, root)
+            leaves, treedef = ad.jtu.tree_flatten(part)
+            root = pre.roots.get(treedef) if pre.roots else None
+            pairs += ad.namer.pairs_flat(part, leaves, treedef, root)
         return pairs
 
 
 def _updates(profile: Profile) -> bool:
     return any(api in UPDATE_APIS for api, _ in profile)
+
+
+def _signature_key(flat: dict[str, tuple[list[Any], Any]]) -> Any:
+    """What selects the compiled program: argument structures, leaf shapes and dtypes (dtype
+    objects, not their names: ``str(dtype)`` costs microseconds per leaf)."""
+    return tuple((name, treedef, tuple(_leaf_key(x) for x in leaves))
+                 for name, (leaves, treedef) in flat.items())
+
+
+def _leaf_key(x: Any) -> Any:
+    dtype = getattr(x, "dtype", None)
+    return (getattr(x, "shape", None), type(x) if dtype is None else dtype)
 
 
 def _qualname(fun: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["VAR_SEGMENTS", "segment", "var_root", "leaf_name", "flatten_vars"]
+__all__ = ["VAR_SEGMENTS", "segment", "var_root", "leaf_name", "flatten_vars", "VarNamer"]
 
 VAR_SEGMENTS = ("params", "opt_state", "batch_stats")
 
@@ -47,13 +47,51 @@ def leaf_name(parts: list[str], root: str | None) -> str | None:
     return None
 
 
-def flatten_vars(jtu: Any, tree: Any, root: str | None, is_leaf: Any = None
-                 ) -> list[tuple[str, Any]]:
-    """``(name, leaf)`` for the tracked-variable leaves of ``tree``."""
+def flatten_vars(jtu: Any, tree: Any, root: str | None) -> list[tuple[str, Any]]:
+    """``(name, leaf)`` for the tracked-variable leaves of ``tree`` (uncached)."""
     out: list[tuple[str, Any]] = []
-    leaves, _ = jtu.tree_flatten_with_path(tree, is_leaf=is_leaf)
+    leaves, _ = jtu.tree_flatten_with_path(tree)
     for path, leaf in leaves:
         name = leaf_name([segment(k) for k in path], root)
         if name is not None and hasattr(leaf, "shape"):
             out.append((name, leaf))
     return out
+
+
+class VarNamer:
+    """:func:`flatten_vars` with the leaf names remembered per (pytree structure, root).
+
+    A leaf's path, hence its name, is fixed by the tree's structure (``PyTreeDef``), so a
+    training loop that passes the same structure every step names its leaves once; each
+    later call only flattens (no path objects, no string building).
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, jtu: Any) -> None:
+        self.jtu = jtu
+        self._names: dict[tuple[Any, str | None], list[tuple[int, str]]] = {}
+
+    def pairs(self, tree: Any, root: str | None) -> list[tuple[str, Any]]:
+        leaves, treedef = self.jtu.tree_flatten(tree)
+        return self.pairs_flat(tree, leaves, treedef, root)
+
+    def pairs_flat(self, tree: Any, leaves: list[Any], treedef: Any, root: str | None
+                   ) -> list[tuple[str, Any]]:
+        """The pairs of ``tree``, already flattened to ``leaves`` with ``treedef``."""
+        try:
+            names = self._names.get((treedef, root))
+        except TypeError:  # static pytree data that cannot be hashed: name every time
+            return flatten_vars(self.jtu, tree, root)
+        if names is None:
+            names = self._learn(tree, treedef, root)
+        return [(name, leaves[i]) for i, name in names if hasattr(leaves[i], "shape")]
+
+    def _learn(self, tree: Any, treedef: Any, root: str | None) -> list[tuple[int, str]]:
+        paths, _ = self.jtu.tree_flatten_with_path(tree)
+        names = [(i, name) for i, (path, _leaf) in enumerate(paths)
+                 if (name := leaf_name([segment(k) for k in path], root)) is not None]
+        if len(self._names) >= self.MAX_ENTRIES:
+            self._names.clear()
+        self._names[(treedef, root)] = names
+        return names
