@@ -21,6 +21,7 @@ __all__ = ["Config", "load_config", "SESSION_ENV"]
 
 SESSION_ENV = "TRAINCHECK_SESSION"
 OnViolation = Literal["warn", "raise", "stop"]
+CheckerPlace = Literal["auto", "process", "inline"]
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -31,6 +32,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     autoload: bool = True
     invariants: list[str] = []  # invariant files to check online
     on_violation: OnViolation = "warn"
+    checker: CheckerPlace = "auto"  # where online checking runs (see check.online)
     run_id: str | None = None
     quiet: bool = False
     options: dict[str, Any] = {}  # plugin options, by argparse dest
@@ -41,6 +43,7 @@ _ENV_FIELDS: dict[str, str] = {
     "TRAINCHECK_PLUGINS": "plugins",
     "TRAINCHECK_INVARIANTS": "invariants",
     "TRAINCHECK_ON_VIOLATION": "on_violation",
+    "TRAINCHECK_CHECKER": "checker",
     "TRAINCHECK_RUN_ID": "run_id",
     "TRAINCHECK_QUIET": "quiet",
 }

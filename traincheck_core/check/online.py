@@ -33,6 +33,7 @@ from ..trace.reader import Record
 from .engine import CheckEngine
 from .follower import FOLLOWED_ENV, cross_process_invariants
 from .plan import available_relations, compile_plan
+from .result import CheckResult
 from .sinks import ViolationLog, violation_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,11 +63,18 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
     """
     invariants = load_all(list(session.config.invariants))
     relations = available_relations(session.pm)
-    mine = invariants
-    if os.environ.get(FOLLOWED_ENV):  # the launcher checks these over every process's trace
-        cross = {i.id for i in cross_process_invariants(invariants, relations)}
-        mine = [i for i in invariants if i.id not in cross]
-    checker = OnlineChecker(session, mine, relations)
+    followed = bool(os.environ.get(FOLLOWED_ENV))  # the launcher checks cross-process ones
+    checker: Reporter
+    if use_checker_process(session.config):
+        from .remote import ProcessChecker
+
+        checker = ProcessChecker(session, skip_cross_process=followed)
+    else:
+        mine = invariants
+        if followed:
+            cross = {i.id for i in cross_process_invariants(invariants, relations)}
+            mine = [i for i in invariants if i.id not in cross]
+        checker = OnlineChecker(session, mine, relations)
     session.add_sink(checker.sink)
     session.pm.register(checker, name=f"traincheck-online-checker-{id(checker)}")
     unknown = sorted({i.relation for i in invariants} - set(relations))
@@ -77,56 +85,26 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
     return compile_plan(invariants, relations)  # all: the launcher reads this trace too
 
 
-class OnlineChecker:
-    """The engine as a session sink, plus violation reporting. Fails open."""
+def use_checker_process(config) -> bool:
+    """``auto``: a checker process for ``warn`` (training never waits for checking); the
+    training thread for ``raise``/``stop``, which must act inside the call that shows the
+    violation."""
+    if config.checker == "auto":
+        return config.on_violation == "warn"
+    return config.checker == "process"
 
-    def __init__(self, session: Session, invariants: list[Invariant], relations) -> None:
+
+class Reporter:
+    """What every online checker does with a violation, and at the end of the run."""
+
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.mode = session.config.on_violation
         self.quiet = session.config.quiet
         self.log = ViolationLog(Path(session.output_dir) / VIOLATIONS_FILE)
-        self.engine = CheckEngine(invariants, relations, on_error=self._checker_failed,
-                                  source_names={0: f"{socket.gethostname()}:{os.getpid()}"},
-                                  on_repeat=self._log)
-        self._introduce()
-        # Re-entrant: a SIGTERM handler closes the session on the training thread, possibly
-        # while that thread is inside ``sink`` holding this lock.
-        self._lock = threading.RLock()
         self.off = False
         self.finished = False
-        self.busy = 0.0  # seconds spent checking on the training thread
 
-    def _introduce(self) -> None:
-        """The header and meta were written before this sink existed: tell the engine."""
-        s = self.session
-        head = Header(schema=SCHEMA_VERSION, run_id=s.run_id, host=socket.gethostname(),
-                      pid=os.getpid(), ppid=os.getppid(), rank=_env_int("RANK"),
-                      world_size=_env_int("WORLD_SIZE"), local_rank=_env_int("LOCAL_RANK"),
-                      python=sys.version.split()[0], traincheck=__version__, frameworks={},
-                      plugins={}, argv=list(sys.argv), started=time.time(), t=s.now())
-        self.engine.feed_record(Record(0, head))
-        if s.meta:
-            self.engine.feed_record(Record(0, MetaUpdate(t=s.now(), values=dict(s.meta))))
-
-    # -- the hot path ------------------------------------------------------------------------
-    def sink(self, event: Event) -> None:
-        if self.off:
-            return
-        try:
-            t0 = perf_counter()
-            with self._lock:
-                new = self.engine.feed_record(Record(0, event))
-            self.busy += perf_counter() - t0
-        except Exception as exc:  # never harm training: switch checking off, say so once
-            self.off = True
-            self.session.log_once("online:engine", f"online checking failed and is off "
-                                  f"({type(exc).__name__}: {exc}); the trace is still written, "
-                                  "check it later with `traincheck check`")
-            return
-        for v in new:
-            self.report(v)
-
-    # -- reporting ---------------------------------------------------------------------------
     def report(self, v: Violation, *, at_exit: bool = False) -> None:
         """Tell the user now; then warn, raise or stop."""
         with self.session.suppressed():
@@ -162,12 +140,6 @@ class OnlineChecker:
         self.session.close(reason="violation")
         os._exit(STOP_EXIT_CODE)
 
-    def _checker_failed(self, relation: str, exc: BaseException) -> None:
-        self.session.log_once(f"online:checker:{relation}",
-                              f"the {relation} checker failed ({type(exc).__name__}: {exc}) "
-                              "and is off; its invariants are not checked in this process")
-
-    # -- end of run --------------------------------------------------------------------------
     @hookimpl
     def traincheck_session_finish(self, session: Session, reason: str) -> None:
         if session is self.session:
@@ -179,12 +151,12 @@ class OnlineChecker:
             return
         self.finished = True
         try:
-            with self._lock:
-                pending = [] if self.off else self.engine.finish()
+            got = self._finish()
+            if got is None:
+                return
+            pending, result = got
             for v in pending:
                 self.report(v, at_exit=True)
-            result = self.engine.result()
-            result.check_seconds = self.busy
             result.invariants_file = list(self.session.config.invariants)
             self._write_result(result)
             if not self.quiet:
@@ -194,12 +166,82 @@ class OnlineChecker:
         finally:
             self.log.close()
 
-    def _write_result(self, result) -> None:
+    def _finish(self) -> tuple[list[Violation], CheckResult] | None:
+        """Violations decidable only at the end, and the result (None: there is none)."""
+        raise NotImplementedError
+
+    def _write_result(self, result: CheckResult) -> None:
         name = f"checkresult-{socket.gethostname()}-{os.getpid()}.json"
         path = Path(self.session.output_dir) / name
         tmp = path.with_name(name + ".tmp")
         tmp.write_bytes(msgspec.json.encode(result))
         os.replace(tmp, path)
+
+
+class OnlineChecker(Reporter):
+    """The engine on the training thread, as a session sink: a violation is known inside the
+    call that shows it, so ``raise`` and ``stop`` act right there. Fails open."""
+
+    def __init__(self, session: Session, invariants: list[Invariant], relations) -> None:
+        super().__init__(session)
+        self.engine = CheckEngine(invariants, relations, on_error=self._checker_failed,
+                                  source_names={0: source_name()},
+                                  on_repeat=self._log)
+        for event in introduction(session):
+            self.engine.feed_record(Record(0, event))
+        # Re-entrant: a SIGTERM handler closes the session on the training thread, possibly
+        # while that thread is inside ``sink`` holding this lock.
+        self._lock = threading.RLock()
+        self.busy = 0.0  # seconds spent checking on the training thread
+
+    # -- the hot path ------------------------------------------------------------------------
+    def sink(self, event: Event) -> None:
+        if self.off:
+            return
+        try:
+            t0 = perf_counter()
+            with self._lock:
+                new = self.engine.feed_record(Record(0, event))
+            self.busy += perf_counter() - t0
+        except Exception as exc:  # never harm training: switch checking off, say so once
+            self.off = True
+            self.session.log_once("online:engine", f"online checking failed and is off "
+                                  f"({type(exc).__name__}: {exc}); the trace is still written, "
+                                  "check it later with `traincheck check`")
+            return
+        for v in new:
+            self.report(v)
+
+    def _checker_failed(self, relation: str, exc: BaseException) -> None:
+        self.session.log_once(f"online:checker:{relation}",
+                              f"the {relation} checker failed ({type(exc).__name__}: {exc}) "
+                              "and is off; its invariants are not checked in this process")
+
+    def _finish(self) -> tuple[list[Violation], CheckResult]:
+        with self._lock:
+            pending = [] if self.off else self.engine.finish()
+        result = self.engine.result()
+        result.check_seconds = self.busy
+        return pending, result
+
+
+def source_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def introduction(session: Session) -> list[Event]:
+    """The header and meta were written before any checker existed: what a checker must be
+    told first."""
+    s = session
+    head = Header(schema=SCHEMA_VERSION, run_id=s.run_id, host=socket.gethostname(),
+                  pid=os.getpid(), ppid=os.getppid(), rank=_env_int("RANK"),
+                  world_size=_env_int("WORLD_SIZE"), local_rank=_env_int("LOCAL_RANK"),
+                  python=sys.version.split()[0], traincheck=__version__, frameworks={},
+                  plugins={}, argv=list(sys.argv), started=time.time(), t=s.now())
+    events: list[Event] = [head]
+    if s.meta:
+        events.append(MetaUpdate(t=s.now(), values=dict(s.meta)))
+    return events
 
 
 def _env_int(name: str) -> int | None:

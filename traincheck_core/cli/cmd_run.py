@@ -38,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-violation", choices=("warn", "raise", "stop"),
                    help="on a violation: warn and go on (default), raise ViolationError in the "
                         "training loop, or stop the program")
+    p.add_argument("--checker", choices=("auto", "process", "inline"),
+                   help="where online checking runs: a separate checker process, so training "
+                        "never waits for it (default with warn), or the training thread, so "
+                        "raise/stop act inside the call that shows the violation (default "
+                        "with raise and stop)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     _add_plugin_options(p)
     p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE",
@@ -81,8 +86,8 @@ def _program(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     plugins = [x.strip() for p in args.plugin for x in p.split(",") if x.strip()]
-    known = {"output", "plugin", "invariants", "on_violation", "quiet", "module", "target",
-             "_main", "command"}
+    known = {"output", "plugin", "invariants", "on_violation", "checker", "quiet", "module",
+             "target", "_main", "command"}
     options = {k: v for k, v in vars(args).items() if k not in known}
     for f in args.invariants:
         if not Path(f).is_file():
@@ -93,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         "plugins": plugins or None,
         "invariants": [str(Path(f).resolve()) for f in args.invariants] or None,
         "on_violation": args.on_violation,
+        "checker": args.checker,
         "quiet": args.quiet or None,
         "options": options or None,
     }, env={k: v for k, v in os.environ.items() if k != SESSION_ENV})

@@ -1,0 +1,213 @@
+"""Online checking in a separate checker process, off the training thread.
+
+The training thread only encodes each event into a buffer (the same msgpack frames as the
+trace); the buffer goes down a pipe to the checker process at every meta update (a new step
+or stage) and from a timer, so the checker sees a step's events while the next step runs.
+Writes never block: what the pipe cannot take now waits in the buffer. The checker process
+(:mod:`~traincheck_core.check.worker`) runs the same :class:`CheckEngine` on another core
+and sends violations back; a thread here reports them (stderr line, ``violations.jsonl``,
+``traincheck_violation`` hook) a few milliseconds after the step that shows them.
+
+``raise`` raises :class:`~traincheck_core.ViolationError` from the next traced call on the
+training thread, ``stop`` ends the process from the reporting thread: both land a little
+after the call that shows the violation, which is why ``checker = "auto"`` keeps those modes
+on the training thread (:class:`~traincheck_core.check.online.OnlineChecker`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ..config import SESSION_ENV
+from ..errors import ViolationError
+from ..events import Event, MetaUpdate
+from ..invariants import Violation
+from .channel import MESSAGES, Failed, Finished, FrameReader, Reported, WorkerSpec, read_chunks
+from .online import Reporter, introduction, source_name
+from .result import CheckResult
+from .sinks import violation_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..session import Session
+
+__all__ = ["ProcessChecker"]
+
+SEND_EVERY = 0.05  # seconds: the longest a traced event waits before going to the checker
+SEND_BYTES = 1 << 18  # or as soon as this much is buffered
+BACKLOG_LIMIT = 1 << 28  # bytes the checker may fall behind before checking is switched off
+FINISH_TIMEOUT = 600.0  # seconds the end of the run waits for the checker's last verdicts
+_F_SETPIPE_SZ = 1031  # Linux: a bigger pipe absorbs a step's events in one write
+
+
+class ProcessChecker(Reporter):
+    """A session sink that hands events to a checker process. Fails open."""
+
+    def __init__(self, session: Session, *, skip_cross_process: bool) -> None:
+        super().__init__(session)
+        spec = WorkerSpec(invariants=list(session.config.invariants),
+                          plugins=list(session.config.plugins),
+                          autoload=session.config.autoload,
+                          skip_cross_process=skip_cross_process, source=source_name())
+        self._proc = _spawn(spec)
+        self._fd = self._proc.stdin.fileno()  # type: ignore[union-attr]
+        os.set_blocking(self._fd, False)
+        try:
+            fcntl.fcntl(self._fd, _F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass  # not Linux, or over the system's limit: the default pipe works too
+        self._enc = msgspec.msgpack.Encoder()
+        self._buf = bytearray()
+        self._lock = threading.RLock()
+        self._raise: Violation | None = None
+        self._step: object = None  # the last step seen, for messages
+        self._done = threading.Event()
+        self._finished: Finished | None = None
+        # A forked child (a DataLoader worker) must not hold our pipe open: the checker sees
+        # the end of the run only when every copy of the write end is closed.
+        os.register_at_fork(after_in_child=self._forget_after_fork)
+        for event in introduction(session):
+            self.sink(event)
+        self._reader = _thread(self._read_replies, "traincheck-check-replies")
+        self._stop_timer = threading.Event()
+        _thread(self._send_loop, "traincheck-check-send")
+
+    # -- the hot path ------------------------------------------------------------------------
+    def sink(self, event: Event) -> None:
+        if self.off:
+            return
+        if self._raise is not None:
+            self._raise_now()
+        data = self._enc.encode(event)
+        with self._lock:
+            self._buf += len(data).to_bytes(4, "little") + data
+            if type(event) is MetaUpdate:
+                self._step = event.values.get("step", self._step)
+                self._send()
+            elif len(self._buf) >= SEND_BYTES:
+                self._send()
+
+    def _send(self, *, block: bool = False) -> None:
+        """Write what the pipe takes now (all of it when ``block``)."""
+        with self._lock:
+            if self.off or not self._buf:
+                return
+            try:
+                if block:
+                    os.set_blocking(self._fd, True)
+                view = memoryview(self._buf)
+                sent = 0
+                try:
+                    while sent < len(view):
+                        sent += os.write(self._fd, view[sent:])
+                except BlockingIOError:
+                    pass
+                finally:
+                    view.release()
+                del self._buf[:sent]
+            except OSError as exc:
+                time.sleep(0.05)  # let it be reaped, for its exit status
+                self._turn_off(f"the checker process {self._proc.pid} stopped reading "
+                               f"({exc}; exit status {self._proc.poll()})")
+                return
+            if len(self._buf) > BACKLOG_LIMIT:
+                self._turn_off(f"the checker process fell {len(self._buf) >> 20} MB behind "
+                               "the training")
+
+    def _forget_after_fork(self) -> None:
+        self.off = True
+        for f in (self._proc.stdin, self._proc.stdout):
+            try:
+                f.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+    def _send_loop(self) -> None:
+        while not self._stop_timer.wait(SEND_EVERY):
+            if self._buf:
+                self._send()
+
+    def _raise_now(self) -> None:
+        v, self._raise = self._raise, None
+        raise ViolationError(f"traincheck: {violation_line(v)}")  # type: ignore[arg-type]
+
+    # -- replies -----------------------------------------------------------------------------
+    def _read_replies(self) -> None:
+        frames = FrameReader()
+        try:
+            for chunk in read_chunks(self._proc.stdout.fileno()):  # type: ignore[union-attr]
+                for data in frames.feed(chunk):
+                    self._on_message(MESSAGES.decode(data))
+        except Exception as exc:
+            self.session.log_once("online:replies", f"lost the checker process's replies: {exc}")
+        finally:
+            self._done.set()
+
+    def _on_message(self, msg: Reported | Finished | Failed) -> None:
+        if isinstance(msg, Reported):
+            if not msg.first:
+                self._log(msg.violation)
+            elif self.mode == "raise":
+                with self.session.suppressed():
+                    self._publish(msg.violation)
+                self._raise = msg.violation
+            else:
+                self.report(msg.violation)
+        elif isinstance(msg, Finished):
+            self._finished = msg
+        else:
+            self.session.log_once(f"online:worker:{msg.error}", f"online checking: {msg.error}")
+
+    def _turn_off(self, why: str) -> None:
+        self.off = True
+        step = self._step
+        self.session.log_once("online:process", f"{why} at step {step}; online checking is off "
+                              "for the rest of this run, the trace is still written: check it "
+                              f"with `traincheck check {self.session.output_dir} -i FILE`")
+
+    # -- end of run --------------------------------------------------------------------------
+    def _finish(self) -> tuple[list[Violation], CheckResult] | None:
+        self._stop_timer.set()
+        if threading.current_thread() is self._reader:  # ``stop`` from a reply: end now
+            self._proc.kill()
+            return None
+        self._send(block=True)
+        try:
+            self._proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        if not self._done.wait(FINISH_TIMEOUT):
+            self._proc.kill()
+            self.session.log_once("online:finish", f"the checker process did not finish in "
+                                  f"{FINISH_TIMEOUT:.0f} s and was stopped; check the trace "
+                                  "with `traincheck check` for a complete result")
+        self._proc.wait()
+        if self._finished is None:
+            if not self.off:  # (off: the user was told why)
+                self.session.log_once("online:result", "the checker process ended without a "
+                                      f"result (exit status {self._proc.returncode}); check "
+                                      "the trace with `traincheck check`")
+            return None
+        return self._finished.pending, self._finished.result
+
+
+def _spawn(spec: WorkerSpec) -> subprocess.Popen[bytes]:
+    # The checker must not be traced itself: without a session config the bootstrap on
+    # PYTHONPATH stays idle (the rest of PYTHONPATH is kept: plugins may live there).
+    env = {k: v for k, v in os.environ.items() if k != SESSION_ENV}
+    return subprocess.Popen(
+        [sys.executable, "-m", "traincheck_core.check.worker", msgspec.json.encode(spec).decode()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+
+
+def _thread(target, name: str) -> threading.Thread:
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    return t
