@@ -1,6 +1,6 @@
 """The checking benchmark's training loop around the collection workloads' models. Run as:
 
-    python loop.py {cnn,lm,mlp} STEPS WARMUP
+    python loop.py {cnn,lm,mlp} STEPS WARMUP [THREADS]
 
 A realistic loop, richer than a bare step so the invariants cover more of training:
 ``model.train()``, ``zero_grad``, forward, loss, ``backward``, gradient clipping, optimizer
@@ -8,7 +8,8 @@ step, learning-rate scheduler step, every ``EVAL_EVERY`` steps an evaluation for
 ``model.eval()`` + ``no_grad``, every ``CKPT_EVERY`` steps a checkpoint (``torch.save`` of the
 model's and optimizer's ``state_dict``, into memory). Prints one JSON line: the wall-clock
 seconds (``times``) and process CPU seconds of all threads (``cpu``) of every timed iteration
-(evaluation and checkpoint included) after WARMUP iterations.
+(evaluation and checkpoint included) after WARMUP iterations. THREADS sets torch's intra-op
+threads (0 or absent: torch's default, one per core).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ CKPT_EVERY = 10
 
 def main() -> None:
     name, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    threads = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    if threads > 0:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, opt, loss_fn = setup(name)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.9)

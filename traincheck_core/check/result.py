@@ -53,7 +53,7 @@ class CheckResult(msgspec.Struct, kw_only=True):
     processes: int = 0
     frameworks: dict[str, list[str]] = {}  # framework versions seen in the checked run(s)
     outcomes: list[InvariantOutcome] = []
-    check_seconds: float = 0.0  # time spent checking (online: inside the training process)
+    check_seconds: float = 0.0  # CPU/wall time spent checking (online: by the checker)
 
     def by_status(self, status: str) -> list[InvariantOutcome]:
         return [o for o in self.outcomes if o.status == status]
