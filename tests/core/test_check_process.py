@@ -57,6 +57,14 @@ def on_step(step):
             time.sleep(30)
             os._exit(0)
         print("forked", pid, flush=True)
+    if step == 1 and action == "stall-checker":  # a checker far behind the training
+        import traincheck_core.check.remote as remote
+        from traincheck_core.events import VarState
+        remote.BACKLOG_LIMIT = 1 << 16
+        for pid in checker_pids():
+            os.kill(pid, signal.SIGSTOP)
+        for i in range(30000):  # ~2 MB: more than the pipe holds
+            s.emit(VarState(t=s.now(), name=f"model.extra{i}", vtype="param", attrs={}))
     if step == 1 and action == "kill-self":
         time.sleep(0.3)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -131,6 +139,16 @@ def test_a_dead_checker_process_never_stops_training(setup) -> None:
     assert "finished" in res.stdout and "step 5 done" in res.stdout
     assert "checker process" in res.stderr  # the user is told checking stopped, and why
     assert "traincheck check" in res.stderr  # ... and how to check the trace instead
+
+
+def test_a_checker_far_behind_is_switched_off_and_training_goes_on(setup) -> None:
+    res = tc_run(setup, "train.py", "3", "stall-checker", timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "finished" in res.stdout
+    (pid,) = _checkers(res.stdout)
+    assert not _alive(pid)  # not left behind, stopped
+    assert "the checker process fell" in res.stderr and "behind the training" in res.stderr
+    assert "at step 1; online checking is off" in res.stderr
 
 
 def test_the_checker_process_ends_with_a_killed_training_process(setup) -> None:

@@ -175,8 +175,9 @@ class ProcessChecker(Reporter):
     # -- end of run --------------------------------------------------------------------------
     def _finish(self) -> tuple[list[Violation], CheckResult] | None:
         self._stop_timer.set()
-        if threading.current_thread() is self._reader:  # ``stop`` from a reply: end now
-            self._proc.kill()
+        if self.off or threading.current_thread() is self._reader:
+            self._proc.kill()  # cut off from the run (the user was told), or ``stop`` now
+            self._proc.wait()
             return None
         self._send(block=True)
         try:

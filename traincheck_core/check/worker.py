@@ -70,7 +70,13 @@ def build_engine(spec: WorkerSpec, out: _Outbox) -> CheckEngine:
                        source_names={0: spec.source})
 
 
-def _drain(fd: int, chunks: queue.SimpleQueue[bytes | None]) -> None:
+#: Chunks (of up to 1 MB) read ahead of the engine. When the engine falls this far behind, the
+#: reader stops reading, the pipe fills, and the training process keeps the rest in its own
+#: bounded buffer (beyond which it switches online checking off and says so).
+READ_AHEAD = 64
+
+
+def _drain(fd: int, chunks: queue.Queue[bytes | None]) -> None:
     try:
         for chunk in read_chunks(fd):
             chunks.put(chunk)
@@ -81,7 +87,7 @@ def _drain(fd: int, chunks: queue.SimpleQueue[bytes | None]) -> None:
 def serve(spec: WorkerSpec, in_fd: int, out: _Outbox) -> None:
     engine = build_engine(spec, out)
     started = time.process_time()  # check_seconds: checking, not the interpreter's start
-    chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    chunks: queue.Queue[bytes | None] = queue.Queue(READ_AHEAD)
     threading.Thread(target=_drain, args=(in_fd, chunks), daemon=True).start()
     frames = FrameReader()
     while (chunk := chunks.get()) is not None:
