@@ -44,12 +44,13 @@ class JitInfo:
     sig: inspect.Signature | None
     profiles: dict[Any, Profile] = field(default_factory=dict)
     last: Profile | None = None
+    donates: bool = False  # donate_argnums/argnames: arguments are gone after the call
 
 
 @dataclass
 class Pre:
     named: dict[str, Any]
-    args: dict[str, Any]
+    args: dict[str, Any] | None  # summarized after the call unless it donates them
     key: Any
     roots: dict[Any, str]
     cache_size: int
@@ -74,7 +75,9 @@ class JitProbe:
             if self.ad.bypass("jit") or called_from_library():
                 return jitted
             try:
-                info = JitInfo(api=f"jax.jit.{_qualname(fun)}", sig=_signature(fun))
+                info = JitInfo(api=f"jax.jit.{_qualname(fun)}", sig=_signature(fun),
+                               donates=bool(kw.get("donate_argnums") or
+                                            kw.get("donate_argnames")))
                 return wrapt.FunctionWrapper(jitted, functools.partial(self._call, info))
             except Exception as exc:
                 self.ad.session.probe_failed("jit", exc)
@@ -126,33 +129,40 @@ class JitProbe:
                 roots.setdefault(treedef, root)
             # read before the call: it may donate (delete) its arguments
             ad.observe_vars(ad.namer.pairs_flat(named[name], leaves, treedef, root), 0)
-        args = ad.summarize_args(named, False) if ad.session.plan.wants_api(info.api) else {}
-        pre = Pre(named=named, args=args, key=key, roots=roots, cache_size=_cache_size(wrapped))
-        profile = info.profiles.get(key, info.last)
-        if profile is not None:
-            self._stage(profile)
-            pre.cid = ad.start(info.api, pre.args, caller_loc())
-        return pre
+        # Without donation the arguments outlive the call: summarize them (and emit the
+        # call's start) after dispatching it, while the compiled step runs.
+        args = self._args(info, named) if info.donates else None
+        return Pre(named=named, args=args, key=key, roots=roots,
+                   cache_size=_cache_size(wrapped))
+
+    def _args(self, info: JitInfo, named: dict[str, Any]) -> dict[str, Any]:
+        ad = self.ad
+        return ad.summarize_args(named, False) if ad.session.plan.wants_api(info.api) else {}
+
+    def _start(self, info: JitInfo, pre: Pre, profile: Profile) -> None:
+        self._stage(profile)
+        args = self._args(info, pre.named) if pre.args is None else pre.args
+        pre.cid = self.ad.start(info.api, args, caller_loc())
 
     def _after(self, info: JitInfo, pre: Pre, wrapped: Any, frame: Frame, out: Any) -> None:
         ad = self.ad
         if frame.entries or (info.last is None and _cache_size(wrapped) != pre.cache_size):
             info.profiles[pre.key] = info.last = frame.entries  # JAX traced f just now
         profile = info.profiles.get(pre.key, info.last) or []
-        if not pre.cid:
-            self._stage(profile)
-            pre.cid = ad.start(info.api, pre.args, caller_loc())
+        self._start(info, pre, profile)
         for api, args in profile:
             ad.end(ad.start(api, {**args, "in_jit": Scalar(True)}))
-        ad.observe_vars(self._out_vars(pre, out), pre.cid)
-        ad.end(pre.cid, ret=ad.summarize(out, False))
+        # Everything that does not read values first: the step may still be running.
+        ret = ad.summarize(out, False)
+        pairs = self._out_vars(pre, out)
+        ad.observe_vars(pairs, pre.cid)  # waits for the step's results
+        ad.end(pre.cid, ret=ret)
         ad.ensure_rank()
         if _updates(profile):
             ad.advance_step()
 
     def _failed(self, info: JitInfo, pre: Pre, exc: BaseException) -> None:
-        if not pre.cid:
-            pre.cid = self.ad.start(info.api, pre.args, caller_loc())
+        self._start(info, pre, info.profiles.get(pre.key, info.last) or [])
         self.ad.end(pre.cid, exc=exc)
 
     def _stage(self, profile: Profile) -> None:
