@@ -34,6 +34,8 @@ def test_fingerprint_sees_every_element_and_position(kit: ArrayKit) -> None:
     swapped[[10, 20]] = swapped[[20, 10]]
     assert kit.fingerprint(jnp.asarray(swapped)) != fp
     assert kit.fingerprint(jnp.asarray(base[:-1])) != fp  # a shorter array
+    assert kit.fingerprint(base) == fp  # a host copy of the same bytes: the same fingerprint
+    assert kit.fingerprint(base[::2]) == kit.fingerprint(jnp.asarray(base[::2]))  # strided
 
 
 def test_fingerprint_of_any_dtype_keys_and_deleted_buffers(kit: ArrayKit) -> None:

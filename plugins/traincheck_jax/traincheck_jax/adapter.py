@@ -137,17 +137,19 @@ class JaxAdapter:
     def observe_vars(self, pairs: list[tuple[str, Any]], call: int) -> None:
         """Emit ``VarState`` for leaves first seen (``call=0``) or changed (``call``)."""
         plan = self.session.plan
+        kit, seen, emit, now = self.kit, self.var_fp, self.session.emit, self.session.now
+        tracer = kit.Tracer
         for name, leaf in pairs:
-            if self.kit.is_tracer(leaf) or not plan.wants_variable(name):
+            if isinstance(leaf, tracer) or not (plan.full or plan.wants_variable(name)):
                 continue
-            fp = self.kit.fingerprint(leaf)
-            known = name in self.var_fp
-            if known and self.var_fp[name] == fp:
+            fp = kit.fingerprint(leaf)
+            known = name in seen
+            if known and seen[name] == fp:
                 continue
-            self.var_fp[name] = fp
-            attrs = self.kit.var_attrs(leaf, fp, self.grad_fp.get(name))
-            self.session.emit(VarState(t=self.session.now(), name=name, vtype="jax.Array",
-                                       attrs=attrs, call=call if known else 0))
+            seen[name] = fp
+            attrs = kit.var_attrs(leaf, fp, self.grad_fp.get(name))
+            emit(VarState(t=now(), name=name, vtype="jax.Array", attrs=attrs,
+                          call=call if known else 0))
 
     def vars_of(self, tree: Any, root: str | None) -> list[tuple[str, Any]]:
         return self.namer.pairs(tree, root)

@@ -33,8 +33,12 @@ def content_fingerprint(host: np.ndarray) -> str:
     """64-bit fingerprint (XXH3) of every byte of ``host`` in order, so any changed byte or
     moved value changes it; the byte length is part of the hash. XXH3 runs at memory speed
     and releases the GIL (``np.asarray`` of a CPU JAX array is a zero-copy view)."""
-    b = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
-    return xxhash.xxh3_64_hexdigest(b)
+    if host.flags.c_contiguous:  # the usual case: hash the buffer as it is
+        try:
+            return xxhash.xxh3_64_hexdigest(host)
+        except (TypeError, ValueError, BufferError):  # a dtype the buffer protocol lacks
+            pass
+    return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(host).reshape(-1).view(np.uint8))
 
 
 class ArrayMeta(NamedTuple):
