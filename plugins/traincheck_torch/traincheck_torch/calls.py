@@ -6,6 +6,7 @@ import os
 import sys
 import sysconfig
 import threading
+from threading import get_ident
 from typing import Any
 
 from traincheck_core import CallError, CallReturn, CallStart, Session, Summary
@@ -83,10 +84,12 @@ class CallTracer:
         s = self.session
         stack = self.stack()
         cid = s.next_call_id()
-        parent = stack[-1][0] if stack else 0
-        loc = None if stack else user_call_site()
-        s.emit(CallStart(t=s.now(), id=cid, parent=parent, api=api,
-                         thread=threading.get_ident(), args=args, loc=loc))
+        if stack:
+            parent, loc = stack[-1][0], None
+        else:
+            parent, loc = 0, user_call_site()
+        s.emit(CallStart(t=s.now(), id=cid, parent=parent, api=api, thread=get_ident(),
+                         args=args, loc=loc))
         stack.append((cid, api, key))
         return cid
 

@@ -43,6 +43,7 @@ log = logging.getLogger("traincheck")
 FORWARD = "torch.nn.Module.forward"
 STEP = "torch.optim.Optimizer.step"
 MAX_ARGS = 8
+ARG_KEYS = tuple(str(i) for i in range(MAX_ARGS))  # summary keys of positional arguments
 # Probes that keep meta variables (step, stage, epoch, rank, models/optimizers known): always on.
 META_POSTS = frozenset({"opt_init", "ddp_init", "dist_init", "module_mode", "loader_iter",
                         "set_epoch"})
@@ -208,13 +209,13 @@ class TorchInstrumentor:
         if s is None:
             return None
         try:
-            names = self.vars.module_names
-            if not self.tracer.stack():
+            tr, names = self.tracer, self.vars.module_names
+            if not tr.stack():
                 self._top_forward(mod)
             summary: dict[str, Summary] = {"self": module_summary(mod, names)}
-            for i, a in enumerate(args[:MAX_ARGS]):
-                summary[str(i)] = summarize_value(s, a, names, 1)
-            self.tracer.start(FORWARD, summary, id(mod))
+            for key, a in zip(ARG_KEYS, args, strict=False):  # at most MAX_ARGS
+                summary[key] = summarize_value(s, a, names, 1)
+            tr.start(FORWARD, summary, id(mod))
         except ViolationError:
             raise
         except Exception as exc:
@@ -360,8 +361,8 @@ class TorchInstrumentor:
         out: dict[str, Summary] = {}
         if instance is not None and not isinstance(instance, type):
             out["self"] = summarize_value(s, instance, names)
-        for i, a in enumerate(args[:MAX_ARGS]):
-            out[str(i)] = summarize_value(s, a, names)
+        for key, a in zip(ARG_KEYS, args, strict=False):
+            out[key] = summarize_value(s, a, names)
         for k, v in list(kwargs.items())[:MAX_ARGS]:
             out[k] = summarize_value(s, v, names)
         return out

@@ -53,23 +53,54 @@ def tensor_summary(t: Any, with_fp: bool = True) -> TensorSummary:
             fp = fingerprint(t)
         except Exception:
             fp = None
-    return TensorSummary(type=type_name(t), shape=list(t.shape), dtype=dtype_name(t.dtype),
-                         device=device_name(t), fp=fp,
-                         extra={"requires_grad": bool(t.requires_grad)})
+    return TensorSummary(class_name(t), list(t.shape), dtype_name(t.dtype), device_name(t), fp,
+                         {"requires_grad": t.requires_grad})
+
+
+def class_name(obj: Any) -> str:
+    """:func:`type_name`, cached per class: tensors and modules are summarized several times
+    per layer and step. The cache is bounded (classes made on the fly must not pile up)."""
+    cls = type(obj)
+    try:
+        return _CLASS_NAMES[cls]
+    except KeyError:
+        name = type_name(obj)
+        if len(_CLASS_NAMES) < 1024:
+            _CLASS_NAMES[cls] = name
+        return name
+
+
+_CLASS_NAMES: dict[type, str] = {}
+
+
+class _TorchTypes:
+    """The torch classes summaries dispatch on, looked up once (this module is imported
+    before torch may be)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.tensor = torch.Tensor
+        self.module = torch.nn.Module
+        self.optimizer = torch.optim.Optimizer
+        self.plain = (torch.dtype, torch.device)
+
+
+_types: _TorchTypes | None = None
 
 
 def summarize_value(session: Session, value: Any, names: Mapping[int, str], depth: int = 2
                     ) -> Summary:
     """A cheap, bounded summary of a call argument (never raises)."""
-    import torch
-
+    global _types
+    tt = _types or (_types := _TorchTypes())
+    if isinstance(value, tt.tensor):  # the common case first
+        return tensor_summary(value, value.numel() <= ARG_FP_MAX_ELEMENTS)
     if value is None or isinstance(value, (bool, int, float, str)):
         return session.summarize(value)
-    if isinstance(value, torch.Tensor):
-        return tensor_summary(value, with_fp=value.numel() <= ARG_FP_MAX_ELEMENTS)
-    if isinstance(value, torch.nn.Module):
+    if isinstance(value, tt.module):
         return module_summary(value, names)
-    if isinstance(value, torch.optim.Optimizer):
+    if isinstance(value, tt.optimizer):
         return ObjSummary(type_name(value), {"name": Scalar(names.get(id(value)))})
     if depth > 0 and isinstance(value, (list, tuple)):
         return SeqSummary(type_name(value), len(value),
@@ -82,7 +113,7 @@ def summarize_value(session: Session, value: Any, names: Mapping[int, str], dept
                 break
             items[str(k)] = summarize_value(session, v, names, depth - 1)
         return MapSummary(type_name(value), len(value), items)
-    if isinstance(value, (torch.dtype, torch.device)):
+    if isinstance(value, tt.plain):
         return Scalar(str(value))
     return ObjSummary(type_name(value))
 
@@ -91,6 +122,6 @@ def module_summary(mod: Any, names: Mapping[int, str]) -> ObjSummary:
     """``self`` of a module call: concrete class, stable name (when tracked), training flag."""
     # ``training`` is unset while a module's own __init__ (e.g. DDP's) is being called
     training = getattr(mod, "training", None)
-    return ObjSummary(type_name(mod), {"name": Scalar(names.get(id(mod))),
+    return ObjSummary(class_name(mod), {"name": Scalar(names.get(id(mod))),
                                        "training": Scalar(None if training is None
                                                           else bool(training))})

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from traincheck_core import Session, VarState, type_name
+from traincheck_core import Session, VarState
 
 from .fingerprint import fingerprint
 from .naming import candidates, find_name, unwrap
-from .summarize import device_name, dtype_name
+from .summarize import class_name, device_name, dtype_name
 
 __all__ = ["VariableTracker", "DATA", "GRAD", "ALL"]
 
@@ -183,14 +183,14 @@ class VariableTracker:
     def observe(self, items: Iterable[tuple[str, Any, bool]], what: int, call: int) -> None:
         """Emit a VarState for each variable whose attributes differ from its last state."""
         s = self.session
-        last = self.last
+        emit, now, last = s.emit, s.now, self.last
         for name, t, is_param in items:
             prev = last.get(name)
             attrs = tensor_attrs(t, prev, what, is_param)
             if attrs != prev:
                 last[name] = attrs
-                s.emit(VarState(t=s.now(), name=name, vtype=type_name(t), attrs=attrs,
-                                call=call if prev is not None else 0))
+                emit(VarState(t=now(), name=name, vtype=class_name(t), attrs=attrs,
+                              call=call if prev is not None else 0))
 
     def observe_optimizer(self, opt: Any, call: int) -> None:
         """Parameters' data, optimizer state and hyper-parameters after a step."""
@@ -253,7 +253,7 @@ def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param:
     else:
         grad = prev["grad"]
     attrs: dict[str, AttrValue] = {
-        "data": data, "grad": grad, "requires_grad": bool(t.requires_grad),
+        "data": data, "grad": grad, "requires_grad": t.requires_grad,
         "dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": device_name(t),
         "is_param": is_param,
     }
