@@ -125,3 +125,22 @@ def test_donated_arguments_are_read_before_the_call(runner) -> None:
     assert [c.args["x"].fp for c in kept[:-1]] == fps[1:]
     changes = t.changes_by_api()
     assert changes["params/w"] == {"jax.jit.step": 3, "jax.jit.keep": 3}
+
+
+class _Box:
+    """A pytree node whose static data is an array: equal structures cannot be compared."""
+
+    def __init__(self, w: object, meta: np.ndarray) -> None:
+        self.w, self.meta = w, meta
+
+
+jax.tree_util.register_pytree_with_keys(
+    _Box, lambda b: (((jax.tree_util.GetAttrKey("w"), b.w),), b.meta),
+    lambda meta, children: _Box(children[0], meta))
+
+
+def test_var_namer_with_uncomparable_static_data() -> None:
+    namer = VarNamer(jax.tree_util)
+    for _ in range(3):  # a new array as static data each time
+        box = {"params": _Box(jnp.ones(2), np.arange(2))}
+        assert [n for n, _ in namer.pairs(box, None)] == ["params/w"]

@@ -205,8 +205,13 @@ def _updates(profile: Profile) -> bool:
 def _signature_key(flat: dict[str, tuple[list[Any], Any]]) -> Any:
     """What selects the compiled program: argument structures, leaf shapes and dtypes (dtype
     objects, not their names: ``str(dtype)`` costs microseconds per leaf)."""
-    return tuple((name, treedef, tuple(_leaf_key(x) for x in leaves))
-                 for name, (leaves, treedef) in flat.items())
+    key = tuple((name, treedef, tuple(_leaf_key(x) for x in leaves))
+                for name, (leaves, treedef) in flat.items())
+    try:
+        hash(key)
+    except (TypeError, ValueError):  # unhashable static pytree data: compare as text
+        return repr(key)
+    return key
 
 
 def _leaf_key(x: Any) -> Any:

@@ -81,7 +81,8 @@ class VarNamer:
         """The pairs of ``tree``, already flattened to ``leaves`` with ``treedef``."""
         try:
             names = self._names.get((treedef, root))
-        except TypeError:  # static pytree data that cannot be hashed: name every time
+        except (TypeError, ValueError):  # static pytree data that cannot be hashed or
+            # compared (arrays): name every time
             return flatten_vars(self.jtu, tree, root)
         if names is None:
             names = self._learn(tree, treedef, root)
