@@ -74,6 +74,9 @@ class Violation(msgspec.Struct, kw_only=True, omit_defaults=True):
     hint: str = ""
     loc: str | None = None  # file:line in user code
     evidence: list[dict[str, Any]] = []
+    # online only: when the training process reported it (the event clock, like ``t``), so
+    # ``reported_t - t`` is how long the user waited for it
+    reported_t: int = 0
 
 
 def invariant_id(relation: str, params: dict[str, Any], precondition: Precondition) -> str:

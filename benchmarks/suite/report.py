@@ -71,6 +71,8 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "on_time_online_or_offline": sum(1 for b in scored if _any(b, "on_time")),
         "on_time_share": (round(sum(1 for b in scored if _any(b, "on_time")) / len(bugs), 3)
                           if bugs else None),
+        "online_report_latency_ms_median": _median(_latencies(scored)),
+        "online_report_latency_ms_max": _max(_latencies(scored)),
         "bug_pairs_with_false_alarms": sum(1 for b in scored if b.get("false_alarms")),
         "healthy_programs": len(r["healthy"]),
         "healthy_programs_running": progs_ok,
@@ -119,7 +121,8 @@ def render(r: dict[str, Any]) -> str:
     lines += ["", "## Bug pairs", "",
               "Detection counts an invariant only if it did not also fire on the healthy "
               "rerun (other seed). Delay = detection step − trigger step; on time = within "
-              "one step.", "",
+              "one step. Online: how long after the event that showed it the training "
+              "process reported the violation.", "",
               "| bug | category | trigger | online: step (delay) | offline: step (delay) | "
               "by invariant | hint | false alarms | overhead collect / check | status |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -230,6 +233,17 @@ def _ok(st: dict[str, Any] | None) -> bool:
     return bool(st) and st["status"] == "ok"
 
 
+def _latencies(bugs: list[dict[str, Any]]) -> list[float]:
+    """Online: ms from the event that showed the detecting violation to its report."""
+    out = []
+    for b in bugs:
+        d = b.get("online") or {}
+        lat = (d.get("by") or {}).get("latency_ms") if d.get("detected") else None
+        if lat is not None:
+            out.append(lat)
+    return out
+
+
 def _det(d: dict[str, Any] | None) -> str:
     if not d:
         return "—"
@@ -237,7 +251,9 @@ def _det(d: dict[str, Any] | None) -> str:
         return "missed" + (f" ({d.get('violated', 0)} noisy)" if d.get("violated") else "")
     delay = d.get("delay")
     mark = " ✓" if d.get("on_time") else ""
-    return f"{d.get('step')} ({'+' if delay and delay > 0 else ''}{delay}){mark}"
+    lat = (d.get("by") or {}).get("latency_ms")
+    after = f", reported in {lat:.1f} ms" if lat is not None else ""
+    return f"{d.get('step')} ({'+' if delay and delay > 0 else ''}{delay}){mark}{after}"
 
 
 def _viol(c: dict[str, Any] | None) -> str:

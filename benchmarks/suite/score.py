@@ -20,6 +20,7 @@ class Firing(msgspec.Struct, kw_only=True, omit_defaults=True):
     message: str = ""
     hint: str = ""
     occurrences: int = 0
+    latency_ms: float | None = None  # online: from the showing event to the report
 
 
 class CheckSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -73,12 +74,19 @@ def from_violations_file(path: Path, invariants: int = 0) -> CheckSummary:
         if f is None:
             by_id[inv] = Firing(invariant=inv, relation=v.get("relation", ""), step=v.get("step"),
                                 rank=v.get("rank"), message=v.get("message", ""),
-                                hint=v.get("hint", ""), occurrences=1)
+                                hint=v.get("hint", ""), occurrences=1,
+                                latency_ms=_latency(v))
             continue
         f.occurrences += 1
         if _key(v.get("step")) < _key(f.step):
             f.step, f.rank, f.message = v.get("step"), v.get("rank"), v.get("message", "")
+            f.latency_ms = _latency(v)
     return CheckSummary(invariants=invariants, firings=_sorted(list(by_id.values())))
+
+
+def _latency(v: dict[str, Any]) -> float | None:
+    t, reported = v.get("t") or 0, v.get("reported_t") or 0
+    return round((reported - t) / 1e6, 3) if t > 0 and reported >= t else None
 
 
 def count_invariants(path: Path) -> int:

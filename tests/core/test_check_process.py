@@ -110,6 +110,8 @@ def test_warn_checks_in_a_separate_process_with_the_same_verdicts(setup) -> None
         assert len(lines) == 1 and lines[0].startswith("traincheck: VIOLATION at step 3 ")
         outcomes = {o["id"]: (o["status"], o["checked"], o["occurrences"], o["first_step"])
                     for o in _result(setup)["outcomes"]}
+        # each line says when it was reported: after the event that showed it
+        assert all(v["reported_t"] >= v["t"] > 0 for v in violations(setup))
         found[place] = ([(v["step"], v["invariant"], v["message"]) for v in violations(setup)],
                         outcomes)
         os.rename(setup.path / "out", setup.path / f"out-{place}")

@@ -116,6 +116,7 @@ class Reporter:
         self._stop(v)
 
     def _publish(self, v: Violation) -> None:
+        v.reported_t = self.session.now()
         self.session.violations.append(v)
         if not self.quiet:
             print(f"traincheck: {violation_line(v)}", file=sys.stderr, flush=True)
