@@ -127,6 +127,7 @@ class Reporter:
             self.session.log_once("online:hook", f"a traincheck_violation plugin failed: {exc}")
 
     def _log(self, v: Violation) -> None:
+        v.reported_t = v.reported_t or self.session.now()  # a repeat is only logged
         try:
             self.log.write(v)
         except OSError as exc:
