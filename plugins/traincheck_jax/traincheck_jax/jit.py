@@ -35,7 +35,33 @@ from .pytrees import var_root
 
 __all__ = ["JitProbe"]
 
-Profile = list  # list[tuple[api, args]]
+IN_JIT = Scalar(True)
+
+
+@dataclass
+class Profile:
+    """The calls recorded while JAX traced a jitted function, as each later call of the
+    compiled function replays them (their arguments, marked ``in_jit``, are fixed at tracing
+    time), and what they imply: the stage, and whether the call completes an optimizer step."""
+
+    calls: list[tuple[str, dict[str, Any]]]
+    stage: str | None = None
+    updates: bool = False
+
+    @classmethod
+    def of(cls, entries: list[tuple[str, dict[str, Any]]]) -> Profile:
+        apis = [api for api, _ in entries]
+        updates = any(api in UPDATE_APIS for api in apis)
+        stage = None
+        if updates or any(a.startswith(GRAD_APIS) for a in apis):
+            stage = "train"
+        elif any(a.startswith(FORWARD_APIS) for a in apis):
+            stage = "eval"
+        return cls([(api, {**args, "in_jit": IN_JIT}) for api, args in entries], stage,
+                   updates)
+
+
+NO_PROFILE = Profile([])
 _PLAIN = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -106,7 +132,7 @@ class JitProbe:
             return wrapped(*args, **kwargs)
         frames = ad.frames()
         if frames:  # called while another jitted function is being traced
-            frames[-1].entries.append((info.api, {"in_jit": Scalar(True)}))
+            frames[-1].entries.append((info.api, {"in_jit": IN_JIT}))
             return wrapped(*args, **kwargs)
         try:
             with ad.session.suppressed():
@@ -160,30 +186,28 @@ class JitProbe:
     def _after(self, info: JitInfo, pre: Pre, wrapped: Any, frame: Frame, out: Any) -> None:
         ad = self.ad
         if frame.entries or (info.last is None and _cache_size(wrapped) != pre.cache_size):
-            info.profiles[pre.key] = info.last = frame.entries  # JAX traced f just now
-        profile = info.profiles.get(pre.key, info.last) or []
+            # JAX traced f just now
+            info.profiles[pre.key] = info.last = Profile.of(frame.entries)
+        profile = info.profiles.get(pre.key, info.last) or NO_PROFILE
         self._start(info, pre, profile)
-        for api, args in profile:
-            ad.end(ad.start(api, {**args, "in_jit": Scalar(True)}))
+        for api, args in profile.calls:
+            ad.end(ad.start(api, args))
         # Everything that does not read values first: the step may still be running.
         ret = ad.summarize(out, False)
         pairs = self._out_vars(pre, out)
         ad.observe_vars(pairs, pre.cid)  # waits for the step's results
         ad.end(pre.cid, ret=ret)
         ad.ensure_rank()
-        if _updates(profile):
+        if profile.updates:
             ad.advance_step()
 
     def _failed(self, info: JitInfo, pre: Pre, exc: BaseException) -> None:
-        self._start(info, pre, info.profiles.get(pre.key, info.last) or [])
+        self._start(info, pre, info.profiles.get(pre.key, info.last) or NO_PROFILE)
         self.ad.end(pre.cid, exc=exc)
 
     def _stage(self, profile: Profile) -> None:
-        apis = [api for api, _ in profile]
-        if _updates(profile) or any(a.startswith(GRAD_APIS) for a in apis):
-            self.ad.set_stage("train")
-        elif any(a.startswith(FORWARD_APIS) for a in apis):
-            self.ad.set_stage("eval")
+        if profile.stage is not None:
+            self.ad.set_stage(profile.stage)
 
     def _out_vars(self, pre: Pre, out: Any) -> list[tuple[str, Any]]:
         """Tracked leaves of the result: by path segment, or by having the structure of a
@@ -196,10 +220,6 @@ class JitProbe:
             root = pre.roots.get(treedef) if pre.roots else None
             pairs += ad.namer.pairs_flat(part, leaves, treedef, root)
         return pairs
-
-
-def _updates(profile: Profile) -> bool:
-    return any(api in UPDATE_APIS for api, _ in profile)
 
 
 def _signature_key(flat: dict[str, tuple[list[Any], Any]]) -> Any:
