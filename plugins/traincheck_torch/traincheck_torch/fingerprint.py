@@ -52,10 +52,10 @@ def fingerprint(t: Any) -> str | None:
                 # order as byte_view, with a third of the tensor calls (this runs ~100 times
                 # per training step)
                 return xxhash.xxh3_64_hexdigest((t.detach() if t.requires_grad else t).numpy())
-            except (TypeError, RuntimeError):
-                # dtypes numpy lacks (bfloat16, float8); conjugate/negative bits set
-                if not t.is_conj() and not t.is_neg():
-                    _NO_NUMPY.add(t.dtype)
+            except TypeError:  # a dtype numpy lacks (bfloat16, float8): not tried again
+                _NO_NUMPY.add(t.dtype)
+            except (RuntimeError, ValueError, BufferError):
+                pass  # conjugate or negative bit set, or a view numpy cannot lend as is
         return xxhash.xxh3_64_hexdigest(byte_view(t))
     return fingerprint_on_device(t)
 
