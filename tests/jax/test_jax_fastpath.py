@@ -51,6 +51,15 @@ def test_fingerprint_of_any_dtype_keys_and_deleted_buffers(kit: ArrayKit) -> Non
     assert kit.fingerprint(gone) is None
 
 
+def test_numpy_array_written_in_place_is_read_again(kit: ArrayKit) -> None:
+    # a host batch buffer refilled every step must not keep its first fingerprint
+    host = np.zeros(8, np.float32)
+    before = kit.fingerprint(host)
+    host[3] = 1
+    assert kit.fingerprint(host) != before
+    assert kit.summarize(host).fp == kit.fingerprint(host)
+
+
 def test_cached_metadata_equals_fresh(kit: ArrayKit) -> None:
     # Same shape, other dtype: the cache must not hand one's metadata to the other.
     f, i = jnp.zeros((2, 3), jnp.float32), jnp.zeros((2, 3), jnp.int32)

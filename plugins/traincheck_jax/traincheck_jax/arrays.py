@@ -3,10 +3,11 @@
 Only concrete arrays are ever read: a tracer (inside ``jit``/``grad``/``vmap`` tracing) is
 summarized by its abstract value (shape, dtype) alone, so nothing here can concretize it or
 add an operation to the program being compiled. JAX arrays are immutable, so a fingerprint is
-cached per array object and a parameter that flows unchanged into the next step is not read
-again. Everything an array's summary says besides its fingerprint (dtype and device names,
-sharding, PRNG-key-ness, element count) depends only on its shape, dtype and sharding, so it
-is computed once per such triple (``str(dtype)`` alone costs more than hashing a small array).
+cached per JAX array object and a parameter that flows unchanged into the next step is not
+read again (a NumPy array may be written in place: it is read every time). Everything an
+array's summary says besides its fingerprint (dtype and device names, sharding,
+PRNG-key-ness, element count) depends only on its shape, dtype and sharding, so it is
+computed once per such triple (``str(dtype)`` alone costs more than hashing a small array).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def content_fingerprint(host: np.ndarray) -> str:
     return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(host).reshape(-1).view(np.uint8))
 
 
+_UNREAD = object()  # a fingerprint not computed yet
+
+
 class ArrayMeta(NamedTuple):
     """What a summary says about an array besides its content."""
 
@@ -64,7 +68,8 @@ class ArrayKit:
         self.Tracer = core.Tracer
         self.Array = jax.Array
         self.prng_key = jax.dtypes.prng_key
-        self._fp_cache: dict[int, tuple[Any, str | None]] = {}
+        # per live JAX array: [weakref, ArrayMeta, fingerprint or _UNREAD]
+        self._seen: dict[int, list[Any]] = {}
         self._meta: dict[Any, ArrayMeta] = {}
         self._dtype_names: dict[Any, str] = {}
 
@@ -90,8 +95,26 @@ class ArrayKit:
         return any(isinstance(x, tracer) for x in leaves)
 
     # -- metadata ----------------------------------------------------------------------------
+    def _entry(self, x: Any) -> list[Any]:
+        """What is known about the JAX array ``x``, kept while it lives: an array is
+        immutable, and a step's outputs are summarized, fingerprinted and described as
+        variables in turn (each lookup by shape/dtype/sharding costs about 1 us)."""
+        key = id(x)
+        e = self._seen.get(key)
+        if e is not None and e[0]() is x:
+            return e
+        e = [weakref.ref(x, lambda _r, k=key: self._seen.pop(k, None)), self._meta_of(x),
+             _UNREAD]
+        self._seen[key] = e
+        return e
+
     def meta(self, x: Any) -> ArrayMeta:
-        """Cached :class:`ArrayMeta` of a concrete array (JAX or NumPy)."""
+        """:class:`ArrayMeta` of a concrete array (JAX or NumPy)."""
+        if isinstance(x, self.Array):
+            return self._entry(x)[1]
+        return self._meta_of(x)
+
+    def _meta_of(self, x: Any) -> ArrayMeta:
         sharding = None if isinstance(x, np.ndarray) else getattr(x, "sharding", None)
         k = (x.shape, x.dtype, sharding)
         try:
@@ -119,28 +142,22 @@ class ArrayKit:
     # -- fingerprints ----------------------------------------------------------------------
     def fingerprint(self, x: Any) -> str | None:
         """Content fingerprint of a concrete array (host copy); ``None`` if it cannot be read
-        here (a tracer, a deleted/donated buffer, an array spread over other processes)."""
+        here (a tracer, a deleted/donated buffer, an array spread over other processes).
+        A JAX array's is computed once; a NumPy array's every time (it may be written to)."""
         if isinstance(x, self.Tracer):
             return None
-        key = id(x)
-        hit = self._fp_cache.get(key)
-        if hit is not None and hit[0]() is x:
-            return hit[1]
-        fp = self._compute_fp(x)
-        try:
-            ref = weakref.ref(x, lambda _r, k=key: self._fp_cache.pop(k, None))
-        except TypeError:  # numpy scalars and other non-weakrefable values: no caching
-            return fp
-        self._fp_cache[key] = (ref, fp)
-        return fp
+        if not isinstance(x, self.Array):
+            return content_fingerprint(np.asarray(x))
+        e = self._entry(x)
+        if e[2] is _UNREAD:
+            e[2] = self._device_fp(x, e[1])
+        return e[2]
 
-    def _compute_fp(self, x: Any) -> str | None:
-        if isinstance(x, self.Array):
-            m = self.meta(x)
-            if not m.readable or x.is_deleted():
-                return None
-            if m.key:
-                x = self.jax.random.key_data(x)
+    def _device_fp(self, x: Any, m: ArrayMeta) -> str | None:
+        if not m.readable or x.is_deleted():
+            return None
+        if m.key:
+            x = self.jax.random.key_data(x)
         return content_fingerprint(np.asarray(x))
 
     # -- summaries -------------------------------------------------------------------------
