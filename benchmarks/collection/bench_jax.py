@@ -137,15 +137,17 @@ def worker(name: str, steps: int, warmup: int) -> None:
            "eager_optax": lambda n: _optax_mlp(n, use_jit=False)}[name](steps + warmup)
     times: list[float] = []
     cpu: list[float] = []
-    t0, c0 = time.perf_counter(), time.process_time()
+    thread: list[float] = []  # the training thread alone (not the trace writer's, XLA's)
+    t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
     for i, out in enumerate(gen):
         jax.block_until_ready(out)
-        t1, c1 = time.perf_counter(), time.process_time()
+        t1, c1, h1 = time.perf_counter(), time.process_time(), time.thread_time()
         if i >= warmup:
             times.append(t1 - t0)
             cpu.append(c1 - c0)
-        t0, c0 = time.perf_counter(), time.process_time()
-    print(json.dumps({"times": times, "cpu": cpu}))
+            thread.append(h1 - h0)
+        t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
+    print(json.dumps({"times": times, "cpu": cpu, "thread": thread}))
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -175,11 +177,14 @@ class Pairs:
     def __init__(self) -> None:
         self.wall: list[tuple[float, float]] = []
         self.cpu: list[tuple[float, float]] = []
+        self.thread: list[tuple[float, float]] = []
 
     def add(self, plain: dict, other: dict) -> tuple[float, float]:
         (pw, pc), (ow, oc) = medians(plain), medians(other)
         self.wall.append((pw, ow))
         self.cpu.append((pc, oc))
+        self.thread.append((statistics.median(plain["thread"]),
+                            statistics.median(other["thread"])))
         return ow / pw, oc / pc
 
     def row(self, other: str) -> dict:
@@ -190,7 +195,10 @@ class Pairs:
                 "plain_step_ms": statistics.median(p for p, _ in self.wall) * 1e3,
                 f"{other}_step_ms": statistics.median(o for _, o in self.wall) * 1e3,
                 "plain_cpu_ms": statistics.median(p for p, _ in self.cpu) * 1e3,
-                f"{other}_cpu_ms": statistics.median(o for _, o in self.cpu) * 1e3}
+                f"{other}_cpu_ms": statistics.median(o for _, o in self.cpu) * 1e3,
+                "thread_ratio_median": statistics.median(o / p for p, o in self.thread),
+                "plain_thread_ms": statistics.median(p for p, _ in self.thread) * 1e3,
+                f"{other}_thread_ms": statistics.median(o for _, o in self.thread) * 1e3}
 
 
 def worker_cmd(name: str, steps: int, warmup: int) -> list[str]:
@@ -278,9 +286,16 @@ def _verdict(s: dict) -> str:
 
 def _cpu_note(c: dict) -> str:
     cr = [w["cpu_ratio_median"] for w in c["workloads"]]
-    return (f"CPU-time ratios (process CPU seconds per step, all threads; less sensitive to "
+    note = (f"CPU-time ratios (process CPU seconds per step, all threads; less sensitive to "
             f"other load on the machine): median {statistics.median(cr):.3f}x, worst "
             f"{max(cr):.3f}x.")
+    if all("plain_thread_ms" in w for w in c["workloads"]):
+        other = "traced" if "traced_thread_ms" in c["workloads"][0] else "checked"
+        per = ", ".join(f"{w['workload']} {w['plain_thread_ms']:.3f} -> "
+                        f"{w[f'{other}_thread_ms']:.3f} ms" for w in c["workloads"])
+        note += (" Training-thread CPU per step (the thread that runs the step: traincheck's "
+                 f"probes, not XLA's or the trace writer's threads): {per}.")
+    return note
 
 
 def markdown(r: dict) -> str:
