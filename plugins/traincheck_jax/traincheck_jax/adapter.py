@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from traincheck_core import (
@@ -234,7 +235,7 @@ class JaxAdapter:
 
 def caller_loc() -> str | None:
     """``file:line`` of the first frame outside JAX, Flax, Optax and traincheck."""
-    f = sys._getframe(2)
+    f: FrameType | None = sys._getframe(2)
     while f is not None:
         mod = f.f_globals.get("__name__", "")
         if mod.split(".", 1)[0] not in LIB_PREFIXES and mod != "wrapt" and \
@@ -246,7 +247,7 @@ def caller_loc() -> str | None:
 
 def called_from_library(depth: int = 2) -> bool:
     """True when the direct caller (skipping wrapt frames) is JAX/Flax/Optax internals."""
-    f = sys._getframe(depth)
+    f: FrameType | None = sys._getframe(depth)
     while f is not None and f.f_globals.get("__name__", "").startswith(("wrapt", "traincheck_jax")):
         f = f.f_back
     if f is None:

@@ -30,7 +30,7 @@ MAX_ARG_ELEMENTS = 1 << 16
 _META_CACHE_MAX = 4096
 
 
-def content_fingerprint(host: np.ndarray) -> str:
+def content_fingerprint(host: Any) -> str:
     """64-bit fingerprint (XXH3) of every byte of ``host`` in order, so any changed byte or
     moved value changes it; the byte length is part of the hash. XXH3 runs at memory speed
     and releases the GIL (``np.asarray`` of a CPU JAX array is a zero-copy view)."""
@@ -39,7 +39,8 @@ def content_fingerprint(host: np.ndarray) -> str:
             return xxhash.xxh3_64_hexdigest(host)
         except (TypeError, ValueError, BufferError):  # a dtype the buffer protocol lacks
             pass
-    return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(host).reshape(-1).view(np.uint8))
+    raw: Any = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+    return xxhash.xxh3_64_hexdigest(raw)
 
 
 _UNREAD = object()  # a fingerprint not computed yet
@@ -103,9 +104,13 @@ class ArrayKit:
         e = self._seen.get(key)
         if e is not None and e[0]() is x:
             return e
-        e = [weakref.ref(x, lambda _r, k=key: self._seen.pop(k, None)), self._meta_of(x),
-             _UNREAD]
-        self._seen[key] = e
+        seen = self._seen
+
+        def forget(_ref: Any, k: int = key) -> None:
+            seen.pop(k, None)
+
+        e = [weakref.ref(x, forget), self._meta_of(x), _UNREAD]
+        seen[key] = e
         return e
 
     def meta(self, x: Any) -> ArrayMeta:

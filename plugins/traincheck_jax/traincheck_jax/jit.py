@@ -170,8 +170,8 @@ class JitProbe:
             ad.observe_vars(ad.namer.pairs_flat(named[name], leaves, treedef, root), 0)
         # Without donation the arguments outlive the call: summarize them (and emit the
         # call's start) after dispatching it, while the compiled step runs.
-        args = self._args(info, named) if info.donates else None
-        return Pre(named=named, args=args, key=key, roots=roots,
+        summary = self._args(info, named) if info.donates else None
+        return Pre(named=named, args=summary, key=key, roots=roots,
                    cache_size=_cache_size(wrapped))
 
     def _args(self, info: JitInfo, named: dict[str, Any]) -> dict[str, Any]:
