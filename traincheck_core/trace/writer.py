@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -17,8 +18,8 @@ __all__ = ["TraceWriter"]
 class TraceWriter:
     """Writes one process's events to ``path``.
 
-    ``emit`` only encodes into an in-memory buffer (about a microsecond); the buffer goes to
-    the file when it grows past ``buffer_bytes``, every ``interval`` seconds from a daemon
+    ``emit`` only encodes a frame and queues it (under a microsecond); queued frames go to
+    the file when they pass ``buffer_bytes``, every ``interval`` seconds from a daemon
     thread, and at :meth:`close`. Writes are whole frames, so a SIGKILL loses at most the last
     interval and never leaves a frame that decodes wrongly.
     """
@@ -29,14 +30,19 @@ class TraceWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._enc = msgspec.msgpack.Encoder()
-        self._buf = bytearray(MAGIC)
+        self._head = MAGIC  # written before the first frame
+        # Whole frames waiting for the file. ``emit`` appends one frame in one atomic step
+        # and takes no lock: neither another thread nor a re-entrant emit (a signal handler)
+        # can split it. ``flush`` takes frames from the other end.
+        self._frames: deque[bytes] = deque()
+        self._queued = 0  # bytes queued (approximate across threads: only times a flush)
         # Re-entrant: a signal handler (SIGTERM -> close) may run while this thread is inside
-        # emit/flush; a plain lock would deadlock the process there.
+        # flush; a plain lock would deadlock the process there.
         self._lock = threading.RLock()
         self._limit = buffer_bytes
         self._interval = interval
         self._closed = False
-        self.count = 0
+        self._written = 0  # frames written to the file
         self.bytes_written = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -52,30 +58,49 @@ class TraceWriter:
         while not self._stop.wait(self._interval):
             self.flush()
 
+    @property
+    def count(self) -> int:
+        """Events emitted so far (written or queued)."""
+        return self._written + len(self._frames)
+
     def emit(self, event: Event) -> None:
         """Append one event; cheap, thread-safe, never raises for a closed writer."""
+        if self._closed:
+            return
         data = self._enc.encode(event)
-        with self._lock:
-            if self._closed:
-                return
-            # one in-place append per frame, so a re-entrant emit never splits a frame
-            self._buf += LENGTH.pack(len(data)) + data
-            self.count += 1
-            full = len(self._buf) >= self._limit
-        if full:
+        self._frames.append(LENGTH.pack(len(data)) + data)
+        self._queued += len(data)
+        if self._queued >= self._limit:
             self.flush()
 
     def flush(self) -> None:
-        """Write everything buffered so far to the file."""
+        """Write everything queued so far to the file."""
         with self._lock:
-            if not self._buf or self._fd < 0:
+            if self._fd < 0:
                 return
-            pending, self._buf = self._buf, bytearray()
-            view = memoryview(pending)
-            while view:
+            batch = self._take()
+            self._queued = 0
+            self._written += len(batch)
+            if self._head:
+                batch.insert(0, self._head)
+                self._head = b""
+            if not batch:
+                return
+            view = memoryview(b"".join(batch))
+            self.bytes_written += len(view)
+            while view and self._fd >= 0:  # a signal handler may have closed the file
                 n = os.write(self._fd, view)
                 view = view[n:]
-            self.bytes_written += len(pending)
+
+    def _take(self) -> list[bytes]:
+        """The queued frames, oldest first (frames emitted meanwhile wait for the next flush)."""
+        frames, batch = self._frames, []
+        try:
+            for _ in range(len(frames)):
+                batch.append(frames.popleft())
+        except IndexError:  # a signal handler's close, on this thread, took the rest
+            pass
+        return batch
 
     def close(self, reason: str = "exit", t: int = 0) -> None:
         """Write a :class:`Footer`, flush, and close the file. Idempotent."""
@@ -94,7 +119,7 @@ class TraceWriter:
     def abandon_after_fork(self) -> None:
         """In a forked child: drop the parent's buffer and file without touching them."""
         self._lock = threading.RLock()
-        self._buf = bytearray()
+        self._frames = deque()
         self._closed = True
         self._fd = -1
         self._stop = threading.Event()
