@@ -110,10 +110,15 @@ def step(params, x):
 def keep(params, x):
     return {k: v + x.sum() for k, v in params.items()}
 
+@partial(jax.jit, donate_argnums=0)  # a falsy index still donates
+def scale(y):
+    return y * 3
+
 params, x = {"w": jnp.ones((3, 3)), "b": jnp.zeros(3)}, jnp.arange(4.0)
-for _ in range(3):
+for i in range(3):
     params, x = step(params, x)
     params = keep(params, x)
+    scale(jnp.full(5, float(i)))
 print("DONE", float(params["w"][0, 0]))
 """
 
@@ -134,6 +139,8 @@ def test_donated_arguments_are_read_before_the_call(runner) -> None:
     assert [c.args["x"].fp for c in kept[:-1]] == fps[1:]
     changes = t.changes_by_api()
     assert changes["params/w"] == {"jax.jit.step": 3, "jax.jit.keep": 3}
+    scaled = [c.args["y"].fp for c, _ in t.calls_of("jax.jit.scale")]
+    assert len(scaled) == 3 and None not in scaled and len(set(scaled)) == 3
 
 
 class _Box:

@@ -115,8 +115,7 @@ class JitProbe:
                 return jitted
             try:
                 info = JitInfo(api=f"jax.jit.{_qualname(fun)}", sig=_signature(fun),
-                               donates=bool(kw.get("donate_argnums") or
-                                            kw.get("donate_argnames")))
+                               donates=_donates(kw))
                 return wrapt.FunctionWrapper(jitted, functools.partial(self._call, info))
             except Exception as exc:
                 self.ad.session.probe_failed("jit", exc)
@@ -237,6 +236,15 @@ def _signature_key(flat: dict[str, tuple[list[Any], Any]]) -> Any:
 def _leaf_key(x: Any) -> Any:
     dtype = getattr(x, "dtype", None)
     return (getattr(x, "shape", None), type(x) if dtype is None else dtype)
+
+
+def _donates(kw: dict[str, Any]) -> bool:
+    """Whether ``jax.jit`` was asked to donate arguments (``donate_argnums=0`` is falsy)."""
+    for name in ("donate_argnums", "donate_argnames"):
+        value = kw.get(name)
+        if value is not None and (isinstance(value, (int, str)) or len(tuple(value)) > 0):
+            return True
+    return False
 
 
 def _qualname(fun: Any) -> str:
