@@ -109,7 +109,11 @@ class ArrayKit:
         def forget(_ref: Any, k: int = key) -> None:
             seen.pop(k, None)
 
-        e = [weakref.ref(x, forget), self._meta_of(x), _UNREAD]
+        try:
+            ref = weakref.ref(x, forget)
+        except TypeError:  # an array type without weak references: nothing is kept
+            return [None, self._meta_of(x), _UNREAD]
+        e = [ref, self._meta_of(x), _UNREAD]
         seen[key] = e
         return e
 
