@@ -257,8 +257,22 @@ def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param:
         "dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": device_name(t),
         "is_param": is_param,
     }
-    for a in _TP_ATTRS:  # Megatron-style tensor-parallel marks, when present
+    # Megatron-style tensor-parallel marks, when present: set on the tensor (its __dict__) or
+    # defined by its class; the four lookups are skipped for a plain tensor of a plain class.
+    if t.__dict__ or _TP_ON_CLASS.get(type(t), True):
+        _add_tp_attrs(t, attrs)
+    return attrs
+
+
+def _add_tp_attrs(t: Any, attrs: dict[str, AttrValue]) -> None:
+    for a in _TP_ATTRS:
         v = getattr(t, a, None)
         if v is not None and _is_scalar(v):
             attrs[a] = v
-    return attrs
+    cls = type(t)
+    if cls not in _TP_ON_CLASS and len(_TP_ON_CLASS) < 256:
+        _TP_ON_CLASS[cls] = any(hasattr(cls, a) for a in _TP_ATTRS)
+
+
+#: tensor class -> whether the class itself defines any tensor-parallel mark
+_TP_ON_CLASS: dict[type, bool] = {}
