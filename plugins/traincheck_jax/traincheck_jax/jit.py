@@ -9,6 +9,15 @@ leaves) are emitted when first seen and when the call changed them, and whose *t
 ``in_jit``. The profile also yields the stage (a function that computes gradients or updates
 parameters is ``train``; one that only runs the model is ``eval``) and the step (a call that
 updates parameters completes one optimizer step).
+
+Cost per call (the training thread's, kept small because a jitted step takes a millisecond
+or two): before dispatch, the tracked input leaves are checked against their cached
+fingerprints (a step's inputs are the previous step's outputs, already read) and arguments a
+donating function will delete are summarized; after dispatch, while the step runs, the call,
+its replayed profile, the argument and result summaries and the output leaves' names (cached
+per pytree structure) are prepared; only then does the probe wait for the step, to
+fingerprint its output leaves (XXH3 over a zero-copy host view) and emit the changed ones.
+That wait is the one synchronization the adapter adds to a loop.
 """
 
 from __future__ import annotations
