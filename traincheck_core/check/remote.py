@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -94,32 +95,35 @@ class ProcessChecker(Reporter):
             elif len(self._buf) >= SEND_BYTES:
                 self._send()
 
-    def _send(self, *, block: bool = False) -> None:
-        """Write what the pipe takes now (all of it when ``block``)."""
+    def _send(self, *, until: float | None = None) -> None:
+        """Write what the pipe takes now; with ``until`` (a monotonic deadline), wait for the
+        checker to take all of it."""
         with self._lock:
             if self.off or not self._buf:
                 return
             try:
-                if block:
-                    os.set_blocking(self._fd, True)
-                view = memoryview(self._buf)
-                sent = 0
-                try:
-                    while sent < len(view):
-                        sent += os.write(self._fd, view[sent:])
-                except BlockingIOError:
-                    pass
-                finally:
-                    view.release()
-                del self._buf[:sent]
+                sent = self._write_some(until)
             except OSError as exc:
                 time.sleep(0.05)  # let it be reaped, for its exit status
                 self._turn_off(f"the checker process {self._proc.pid} stopped reading "
                                f"({exc}; exit status {self._proc.poll()})")
                 return
+            del self._buf[:sent]
             if len(self._buf) > BACKLOG_LIMIT:
                 self._turn_off(f"the checker process fell {len(self._buf) >> 20} MB behind "
                                "the training")
+
+    def _write_some(self, until: float | None) -> int:
+        with memoryview(self._buf) as view:
+            sent = 0
+            while sent < len(view):
+                try:
+                    sent += os.write(self._fd, view[sent:])
+                except BlockingIOError:
+                    left = 0.0 if until is None else until - time.monotonic()
+                    if left <= 0 or not select.select([], [self._fd], [], left)[1]:
+                        break
+            return sent
 
     def _forget_after_fork(self) -> None:
         self.off = True
@@ -179,12 +183,17 @@ class ProcessChecker(Reporter):
             self._proc.kill()  # cut off from the run (the user was told), or ``stop`` now
             self._proc.wait()
             return None
-        self._send(block=True)
+        deadline = time.monotonic() + FINISH_TIMEOUT
+        self._send(until=deadline)
+        if self._buf and not self.off:
+            self._turn_off(f"the checker process did not take the run's last "
+                           f"{len(self._buf) >> 10} KB of events in {FINISH_TIMEOUT:.0f} s")
+            self._proc.kill()
         try:
             self._proc.stdin.close()  # type: ignore[union-attr]
         except OSError:
             pass
-        if not self._done.wait(FINISH_TIMEOUT):
+        if not self._done.wait(max(0.0, deadline - time.monotonic())):
             self._proc.kill()
             self.session.log_once("online:finish", f"the checker process did not finish in "
                                   f"{FINISH_TIMEOUT:.0f} s and was stopped; check the trace "
