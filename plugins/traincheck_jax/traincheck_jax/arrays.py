@@ -197,13 +197,20 @@ class ArrayKit:
         m = self.meta(x)
         if fingerprint is None:
             fingerprint = m.key or m.size <= MAX_ARG_ELEMENTS
-        tname = "numpy.ndarray" if isinstance(x, np.ndarray) else "jax.Array"
-        return TensorSummary(tname, list(m.shape), m.dtype, m.device,
-                             self.fingerprint(x) if fingerprint else None, dict(m.extra))
+        return self._summary(x, m, fingerprint)
 
     def summarize_nested(self, x: Any) -> TensorSummary:
         """An array inside a container: fingerprinted only if it is a PRNG key."""
-        return self.summarize(x, fingerprint=self.is_key(x))
+        if isinstance(x, self.Tracer):
+            return self.summarize(x)
+        m = self.meta(x)
+        return self._summary(x, m, m.key)
+
+    def _summary(self, x: Any, m: ArrayMeta, fingerprint: bool) -> TensorSummary:
+        tname = "numpy.ndarray" if isinstance(x, np.ndarray) else "jax.Array"
+        return TensorSummary(tname, list(m.shape), m.dtype, m.device,
+                             self.fingerprint(x) if fingerprint else None,
+                             dict(m.extra) if m.extra else {})
 
     def var_attrs(self, x: Any, data_fp: str | None, grad_fp: str | None) -> dict[str, Any]:
         """Flat ``VarState`` attributes of a concrete array leaf whose fingerprint is
