@@ -160,3 +160,49 @@ def test_var_namer_with_uncomparable_static_data() -> None:
     for _ in range(3):  # a new array as static data each time
         box = {"params": _Box(jnp.ones(2), np.arange(2))}
         assert [n for n, _ in namer.pairs(box, None)] == ["params/w"]
+
+
+ORDERED = """
+import jax, jax.numpy as jnp, optax
+tx = optax.adam(1e-2)
+
+@jax.jit
+def train_step(params, opt_state, x):
+    grads = jax.grad(lambda p: ((x @ p["w"]) ** 2).mean())(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+params = {"w": jnp.ones((4, 2))}
+opt_state, x = tx.init(params), jnp.ones((3, 4))
+for _ in range(3):
+    params, opt_state = train_step(params, opt_state, x)
+"""
+
+
+def test_jit_call_events_keep_their_order(runner) -> None:
+    # Work moved around the dispatch (summaries after it, values read last) must not move
+    # events: start, replayed children, changed variables, return, then the step's end.
+    from traincheck_core import CallReturn, CallStart, MetaUpdate, VarState, iter_run
+
+    runner.script("ordered.py", ORDERED)
+    res = runner.traincheck("run", "--plugin", "jax", "-o", "out", "ordered.py")
+    assert res.returncode == 0, res.stderr
+    events = [rec.event for rec in iter_run(runner.path / "out")]
+    starts = [i for i, e in enumerate(events)
+              if isinstance(e, CallStart) and e.api == "jax.jit.train_step"]
+    assert len(starts) == 3
+    for i in starts:
+        cid = events[i].id
+        end = next(j for j in range(i, len(events))
+                   if isinstance(events[j], CallReturn) and events[j].id == cid)
+        inside = events[i + 1:end]
+        kinds = [type(e).__name__ for e in inside]
+        children = [e for e in inside if isinstance(e, CallStart)]
+        assert children and all(e.parent == cid and e.args["in_jit"].v for e in children)
+        changed = [e for e in inside if isinstance(e, VarState)]
+        assert {e.name for e in changed} >= {"params/w", "opt_state/0/mu/w"}
+        assert all(e.call == cid for e in changed)
+        # every child call closes before the first variable state
+        assert kinds.index("VarState") > max(k for k, n in enumerate(kinds) if n == "CallReturn")
+        after = events[end + 1:end + 3]  # (the rank, once,) then the step
+        assert any(isinstance(e, MetaUpdate) and "step" in e.values for e in after)
