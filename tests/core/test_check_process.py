@@ -45,6 +45,8 @@ def on_step(step):
     print(f"step {step} done", flush=True)
     if step == 0:
         print("checkers", checker_pids(), flush=True)
+        print("niceness", [os.getpriority(os.PRIO_PROCESS, p) - os.getpriority(os.PRIO_PROCESS, 0)
+                           for p in checker_pids()], flush=True)
     if step == 1 and action == "kill-checker":
         for pid in checker_pids():
             os.kill(pid, signal.SIGKILL)
@@ -122,6 +124,8 @@ def test_warn_checks_in_a_separate_process_with_the_same_verdicts(setup) -> None
 def test_auto_uses_the_process_only_for_warn(setup) -> None:
     res = tc_run(setup, "train.py", "-")  # warn is the default
     assert len(_checkers(res.stdout)) == 1
+    # the checker yields to training when the cores are busy
+    assert "niceness [10]" in res.stdout
     res = tc_run(setup, "--on-violation", "raise", "train.py", "-")
     assert _checkers(res.stdout) == []
 
