@@ -70,9 +70,6 @@ def build_engine(spec: WorkerSpec, out: _Outbox) -> CheckEngine:
                        source_names={0: spec.source})
 
 
-#: Scheduling priority of the checker process relative to the training process.
-NICENESS = 10
-
 #: Chunks (of up to 1 MB) read ahead of the engine. When the engine falls this far behind, the
 #: reader stops reading, the pipe fills, and the training process keeps the rest in its own
 #: bounded buffer (beyond which it switches online checking off and says so).
@@ -108,12 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group: the training process decides when checking
     # ends (it closes our stdin), so its final results are not lost to a traceback here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Training comes first: when every core is busy, the scheduler favours the training
-    # process and the checker catches up in the gaps (its backlog is bounded, see remote).
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
     out = _Outbox(sys.stdout.fileno())
     try:
         spec = msgspec.json.decode(argv[0], type=WorkerSpec)
