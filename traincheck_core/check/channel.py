@@ -17,7 +17,7 @@ from ..invariants import Violation
 from ..trace.format import LENGTH
 from .result import CheckResult
 
-__all__ = ["WorkerSpec", "Reported", "Finished", "Failed", "Message", "FrameReader",
+__all__ = ["WorkerSpec", "Ready", "Reported", "Finished", "Failed", "Message", "FrameReader",
            "frame", "MESSAGES"]
 
 
@@ -29,6 +29,10 @@ class WorkerSpec(msgspec.Struct, kw_only=True):
     autoload: bool  # with no plugins named: load every installed one
     skip_cross_process: bool  # the launcher checks cross-process invariants itself
     source: str  # how violations name this process (host:pid)
+
+
+class Ready(msgspec.Struct, tag="ready"):
+    """Invariants and relations are loaded: verdicts follow events from now on."""
 
 
 class Reported(msgspec.Struct, tag="v"):
@@ -51,7 +55,7 @@ class Failed(msgspec.Struct, tag="failed"):
     error: str
 
 
-Message = Reported | Finished | Failed
+Message = Ready | Reported | Finished | Failed
 MESSAGES = msgspec.msgpack.Decoder(Message)
 
 

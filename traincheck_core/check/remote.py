@@ -31,7 +31,16 @@ from ..config import SESSION_ENV
 from ..errors import ViolationError
 from ..events import Event, MetaUpdate
 from ..invariants import Violation
-from .channel import MESSAGES, Failed, Finished, FrameReader, Reported, WorkerSpec, read_chunks
+from .channel import (
+    MESSAGES,
+    Failed,
+    Finished,
+    FrameReader,
+    Ready,
+    Reported,
+    WorkerSpec,
+    read_chunks,
+)
 from .online import Reporter, introduction, source_name
 from .result import CheckResult
 from .sinks import violation_line
@@ -44,6 +53,7 @@ __all__ = ["ProcessChecker"]
 SEND_EVERY = 0.05  # seconds: the longest a traced event waits before going to the checker
 SEND_BYTES = 1 << 18  # or as soon as this much is buffered
 BACKLOG_LIMIT = 1 << 28  # bytes the checker may fall behind before checking is switched off
+READY_TIMEOUT = 60.0  # seconds training waits, once, for the checker to load the invariants
 FINISH_TIMEOUT = 600.0  # seconds the end of the run waits for the checker's last verdicts
 NICENESS = 10  # the checker's scheduling priority below the training process's
 _F_SETPIPE_SZ = 1031  # Linux: a bigger pipe absorbs a step's events in one write
@@ -71,6 +81,7 @@ class ProcessChecker(Reporter):
         self._raise: Violation | None = None
         self._step: object = None  # the last step seen, for messages
         self._done = threading.Event()
+        self._ready = threading.Event()
         self._finished: Finished | None = None
         # A forked child (a DataLoader worker) must not hold our pipe open: the checker sees
         # the end of the run only when every copy of the write end is closed.
@@ -80,6 +91,11 @@ class ProcessChecker(Reporter):
         self._reader = _thread(self._read_replies, "traincheck-check-replies")
         self._stop_timer = threading.Event()
         _thread(self._send_loop, "traincheck-check-send")
+        # Wait (once, like loading invariants inline) until the checker is ready, so even the
+        # first steps' violations are reported at once rather than after its start-up.
+        if not self._ready.wait(READY_TIMEOUT):
+            session.log_once("online:ready", f"the checker process was not ready after "
+                             f"{READY_TIMEOUT:.0f} s; training starts, checks follow when it is")
 
     # -- the hot path ------------------------------------------------------------------------
     def sink(self, event: Event) -> None:
@@ -153,10 +169,13 @@ class ProcessChecker(Reporter):
         except Exception as exc:
             self.session.log_once("online:replies", f"lost the checker process's replies: {exc}")
         finally:
+            self._ready.set()
             self._done.set()
 
-    def _on_message(self, msg: Reported | Finished | Failed) -> None:
-        if isinstance(msg, Reported):
+    def _on_message(self, msg: Ready | Reported | Finished | Failed) -> None:
+        if isinstance(msg, Ready):
+            self._ready.set()
+        elif isinstance(msg, Reported):
             if not msg.first:
                 self._log(msg.violation)
             elif self.mode == "raise":

@@ -21,7 +21,16 @@ import msgspec
 from ..events import Event
 from ..invariants import Violation
 from ..trace.reader import Record
-from .channel import Failed, Finished, FrameReader, Reported, WorkerSpec, frame, read_chunks
+from .channel import (
+    Failed,
+    Finished,
+    FrameReader,
+    Ready,
+    Reported,
+    WorkerSpec,
+    frame,
+    read_chunks,
+)
 from .engine import CheckEngine
 
 _EVENTS = msgspec.msgpack.Decoder(Event)
@@ -35,7 +44,7 @@ class _Outbox:
         self.enc = msgspec.msgpack.Encoder()
         self.lock = threading.Lock()
 
-    def send(self, msg: Reported | Finished | Failed) -> None:
+    def send(self, msg: Ready | Reported | Finished | Failed) -> None:
         data = frame(self.enc.encode(msg))
         with self.lock:
             try:
@@ -86,6 +95,7 @@ def _drain(fd: int, chunks: queue.Queue[bytes | None]) -> None:
 
 def serve(spec: WorkerSpec, in_fd: int, out: _Outbox) -> None:
     engine = build_engine(spec, out)
+    out.send(Ready())
     started = time.process_time()  # check_seconds: checking, not the interpreter's start
     chunks: queue.Queue[bytes | None] = queue.Queue(READ_AHEAD)
     threading.Thread(target=_drain, args=(in_fd, chunks), daemon=True).start()
