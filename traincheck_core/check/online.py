@@ -70,11 +70,8 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
 
         checker = ProcessChecker(session, skip_cross_process=followed)
     else:
-        mine = invariants
-        if followed:
-            cross = {i.id for i in cross_process_invariants(invariants, relations)}
-            mine = [i for i in invariants if i.id not in cross]
-        checker = OnlineChecker(session, mine, relations)
+        checker = OnlineChecker(session, checked_here(invariants, relations, followed),
+                                relations)
     session.add_sink(checker.sink)
     session.pm.register(checker, name=f"traincheck-online-checker-{id(checker)}")
     unknown = sorted({i.relation for i in invariants} - set(relations))
@@ -83,6 +80,15 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
                          f"{', '.join(unknown)} are not available, their invariants are "
                          "not checked")
     return compile_plan(invariants, relations)  # all: the launcher reads this trace too
+
+
+def checked_here(invariants: list[Invariant], relations, followed: bool) -> list[Invariant]:
+    """What one process checks: when the launcher follows the run, it checks the
+    cross-process invariants itself over every process's trace."""
+    if not followed:
+        return invariants
+    cross = {i.id for i in cross_process_invariants(invariants, relations)}
+    return [i for i in invariants if i.id not in cross]
 
 
 def use_checker_process(config) -> bool:

@@ -57,16 +57,12 @@ class _Outbox:
 
 def build_engine(spec: WorkerSpec, out: _Outbox) -> CheckEngine:
     from ..plugins.manager import make_plugin_manager
-    from .follower import cross_process_invariants
-    from .online import load_all
+    from .online import checked_here, load_all
     from .plan import available_relations
 
-    invariants = load_all(spec.invariants)
     pm, _ = make_plugin_manager(spec.plugins, autoload=spec.autoload)
     relations = available_relations(pm)
-    if spec.skip_cross_process:
-        cross = {i.id for i in cross_process_invariants(invariants, relations)}
-        invariants = [i for i in invariants if i.id not in cross]
+    invariants = checked_here(load_all(spec.invariants), relations, spec.skip_cross_process)
 
     def failed(relation: str, exc: BaseException) -> None:
         out.send(Failed(f"the {relation} checker failed ({type(exc).__name__}: {exc}) and is "
