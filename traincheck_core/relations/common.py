@@ -38,7 +38,7 @@ from .base import Relation, RelationChecker, RunItems, TriggerStats
 
 __all__ = ["Obs", "Collector", "Accumulator", "TemplateRelation", "TemplateChecker",
            "walk_calls", "short_api", "call_label", "name_list", "meta_int", "MAX_SUBJECTS",
-           "MIN_STEPS", "Interner", "VarRows", "state_key", "call_row"]
+           "MIN_STEPS", "count_folded", "unfold", "Interner", "VarRows", "state_key", "call_row"]
 
 MAX_SUBJECTS = 64  # subject names kept per hypothesis, for readable texts
 #: An invariant needs positive examples at this many distinct steps. Setup code (building the
@@ -195,6 +195,22 @@ def call_row(call: CallRecord, ancestors: tuple[str, ...] = ()) -> Row:
 class _Hyp:
     subjects: set[str] = field(default_factory=set)
     runs: set[str] = field(default_factory=set)
+
+
+def count_folded(entry: list, step: Any) -> None:
+    """Count one more occurrence of a folded example ``[payload, count, steps]``, keeping up
+    to :data:`MIN_STEPS` of the distinct steps it was seen at."""
+    entry[1] += 1
+    if len(entry[2]) < MIN_STEPS and step not in entry[2]:
+        entry[2] += (step,)
+
+
+def unfold(family: tuple, rows: tuple, labels: Any, weight: int, steps: tuple,
+           subject: str | None = None) -> list[Obs]:
+    """A folded example as observations: its whole weight at its first step, and weightless
+    copies at the other steps it was seen at, so step evidence survives the folding."""
+    return [Obs(family=family, rows=rows, labels=labels, subject=subject,
+                weight=weight if i == 0 else 0, step=st) for i, st in enumerate(steps)]
 
 
 def _add_step(entry: list, step: Any) -> None:

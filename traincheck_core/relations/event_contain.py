@@ -35,7 +35,6 @@ from ..invariants import Invariant
 from ..preconditions import Row
 from .base import PlanPart
 from .common import (
-    MIN_STEPS,
     Collector,
     Interner,
     Obs,
@@ -43,9 +42,11 @@ from .common import (
     VarRows,
     call_label,
     call_row,
+    count_folded,
     meta_int,
     name_list,
     short_api,
+    unfold,
     walk_calls,
 )
 
@@ -327,9 +328,7 @@ class _ContainCollector(Collector):
             if len(self._idle) >= 1 << 14 or got is not None:
                 self._pending += self._flush()  # bound the memory; or an id was reused
             got = self._idle[key] = [crow, 0, ()]
-        got[1] += 1
-        if len(got[2]) < MIN_STEPS and step not in got[2]:
-            got[2] += (step,)
+        count_folded(got, step)
 
     def _flush(self) -> list[Obs]:
         """The folded unchanged-variable examples: per call group and row, weight = calls x
@@ -343,10 +342,7 @@ class _ContainCollector(Collector):
                 if n <= 0:
                     continue
                 fam, rows = self._pair(api, crow, vrow)
-                out.append(Obs(family=fam, rows=rows, labels=empty, weight=n * calls,
-                               step=steps[0]))
-                out += [Obs(family=fam, rows=rows, labels=empty, weight=0, step=s)
-                        for s in steps[1:]]
+                out += unfold(fam, rows, empty, n * calls, steps)
         self._idle.clear()
         return out
 

@@ -19,14 +19,15 @@ from ..invariants import Invariant
 from ..preconditions import Row, make_row, merge_rows, meta_fields
 from .base import PlanPart
 from .common import (
-    MIN_STEPS,
     Collector,
     Interner,
     Obs,
     TemplateRelation,
     VarRows,
+    count_folded,
     meta_int,
     name_list,
+    unfold,
 )
 
 __all__ = ["StepEvolution"]
@@ -106,18 +107,13 @@ class _EvoCollector(Collector):
             if got is not None or len(self._fold) >= 1 << 14:
                 out = self._flush()  # an id was reused, or bound the memory
             got = self._fold[key] = [rows, 0, ()]
-        got[1] += 1
-        if len(got[2]) < MIN_STEPS and step not in got[2]:
-            got[2] += (step,)
+        count_folded(got, step)
         return out
 
     def _flush(self) -> list[Obs]:
         out = []
         for (fam, _, labels, name), (rows, n, steps) in self._fold.items():
-            out.append(Obs(family=fam, rows=rows, labels=labels, subject=name, weight=n,
-                           step=steps[0]))
-            out += [Obs(family=fam, rows=rows, labels=labels, subject=name, weight=0, step=s)
-                    for s in steps[1:]]
+            out += unfold(fam, rows, labels, n, steps, subject=name)
         self._fold.clear()
         return out
 

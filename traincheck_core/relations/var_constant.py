@@ -22,15 +22,16 @@ from ..invariants import Invariant, Precondition, Violation, invariant_id
 from ..preconditions import FINGERPRINT_ATTRS
 from .base import PlanPart, RelationChecker, TriggerStats
 from .common import (
-    MIN_STEPS,
     Accumulator,
     Collector,
     Obs,
     TemplateRelation,
+    count_folded,
     frameworks_seen,
     meta_int,
     name_list,
     state_key,
+    unfold,
 )
 
 __all__ = ["VarConstant"]
@@ -75,19 +76,14 @@ class _Collector(Collector):
             parts = [((_FAMILY, attr), frozenset({(item.name, v)}))
                      for attr, v in observed_values(item.after)]
             got = self._fold[key] = [parts, 0, ()]
-        got[1] += 1
-        if len(got[2]) < MIN_STEPS and step not in got[2]:
-            got[2] += (step,)
+        count_folded(got, step)
         return out
 
     def _flush(self) -> list[Obs]:
         out = []
         for (name, _), (parts, n, steps) in self._fold.items():
             for fam, labels in parts:
-                out.append(Obs(family=fam, rows=(), labels=labels, subject=name, weight=n,
-                               step=steps[0]))
-                out += [Obs(family=fam, rows=(), labels=labels, subject=name, weight=0,
-                            step=s) for s in steps[1:]]
+                out += unfold(fam, (), labels, n, steps, subject=name)
         self._fold.clear()
         return out
 
