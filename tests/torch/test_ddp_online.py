@@ -44,6 +44,8 @@ def test_launcher_reports_replica_divergence_live_once(ddp_inv):
     assert len(lines) == len({x[2] for x in lines})
     logged = [v for v in read_violations(d / "bug") if v["invariant"] in cons]
     assert logged and min(v["step"] for v in logged) == AT
+    # stamped when the launcher reported it (the suite's report latency comes from this)
+    assert all(v["reported_t"] >= v["t"] > 0 for v in logged)
     # offline `check` still checks everything and agrees
     chk = tc(d, "check", "bug", "-i", str(inv), "--json")
     assert chk.returncode == 1

@@ -31,7 +31,7 @@ from ..invariants import Invariant, Violation, load_invariants
 from ..plugins import hookimpl
 from ..trace.reader import Record
 from .engine import CheckEngine
-from .follower import FOLLOWED_ENV, cross_process_invariants
+from .follower import FOLLOW_INTERVAL, FOLLOWED_ENV, cross_process_invariants
 from .plan import available_relations, compile_plan
 from .result import CheckResult
 from .sinks import ViolationLog, violation_line
@@ -64,6 +64,8 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
     invariants = load_all(list(session.config.invariants))
     relations = available_relations(session.pm)
     followed = bool(os.environ.get(FOLLOWED_ENV))  # the launcher checks cross-process ones
+    if followed:  # it reads this trace while we write it: write often enough to be timely
+        session.writer.set_interval(FOLLOW_INTERVAL)
     checker: Reporter
     if use_checker_process(session.config):
         from .remote import ProcessChecker

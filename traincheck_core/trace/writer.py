@@ -58,6 +58,12 @@ class TraceWriter:
         while not self._stop.wait(self._interval):
             self.flush()
 
+    def set_interval(self, seconds: float) -> None:
+        """Flush every ``seconds`` from now on (takes effect after the current wait)."""
+        self._interval = seconds
+        if self._thread is None and seconds > 0 and not self._closed:
+            self._start_flusher()
+
     @property
     def count(self) -> int:
         """Events emitted so far (written or queued)."""
