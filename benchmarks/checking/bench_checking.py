@@ -1,7 +1,12 @@
-"""Online checking overhead of ``traincheck run --plugin torch --invariants FILE`` (no sampling).
+"""Online checking overhead of ``traincheck run --plugin torch|jax --invariants FILE``.
 
 For each model of ``benchmarks/collection/workloads.py`` (CNN, transformer LM, MLP with
-BatchNorm), trained by ``loop.py`` (train/eval modes, clipping, scheduler, checkpoints):
+BatchNorm), trained by ``loop.py`` (train/eval modes, clipping, scheduler, checkpoints), and
+for the same models in JAX (``workloads_jax.py``: Flax + Optax, same sizes, batches and
+optimizers) trained by ``loop_jax.py`` (the same loop: train/eval flag, clipping, an Optax
+learning-rate schedule, evaluation every 5 steps, a ``flax.serialization`` checkpoint every
+10); with JAX also the tiny jitted MLP steps of ``benchmarks/collection/tiny_jax.py``, a
+tiny-step stress case reported in its own section with its own verdict:
 
 1. trace a healthy reference run fully and infer invariants from it (``traincheck infer``);
    the count deployed is reported;
@@ -14,7 +19,9 @@ BatchNorm), trained by ``loop.py`` (train/eval modes, clipping, scheduler, check
    printed (each run is healthy, so any is a false alarm) and how many events the checked run
    traced vs. the full trace.
 
-Targets: median over workloads <= 1.05x, worst <= 1.15x.
+Targets: median over workloads <= 1.05x, worst <= 1.15x, per framework (and for the stress
+case). JAX workloads also report the training thread's CPU time per step (``time.thread_time``:
+the thread that dispatches the jitted step and runs the probes, not XLA's threads).
 
 Where the checker runs (``--checker``): ``process`` (the default of ``--on-violation warn``: a
 separate checker process, so the training thread only encodes events) or ``inline`` (on the
@@ -26,9 +33,10 @@ training process drives the device from one thread and other cores idle), 0 is t
 Besides wall-clock time, CPU time: of the training process per step, and in total (training
 process plus checker process, whose CPU time over the run is spread over its steps).
 
-Usage: python benchmarks/checking/bench_checking.py [--steps 40] [--warmup 5] [--repeats 5]
-       [--checker process|inline] [--threads 1] [--label NAME]
-Writes benchmarks/results/checking-<date>[-<label>].{json,md}.
+Usage: python benchmarks/checking/bench_checking.py [--framework torch|jax|all] [--steps 40]
+       [--warmup 5] [--repeats 5] [--checker process|inline] [--threads 1] [--label NAME]
+Writes benchmarks/results/checking-<date>[-<label>].{json,md}: a section per framework (the
+sections of frameworks not measured in this invocation are kept from that file).
 """
 
 from __future__ import annotations
@@ -46,8 +54,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-WORKLOADS_PY = HERE / "loop.py"  # the collection workloads' models in a richer loop
-WORKLOADS = ("cnn", "lm", "mlp")
+MODELS = ("cnn", "lm", "mlp")
+TINY = ("flax_mlp", "optax_mlp", "eager_optax")
+#: group -> (plugin, training script, workloads); each group gets its own verdict. The loops
+#: run the collection workloads' models in a richer loop (the tiny JAX steps as they are).
+GROUPS = {"torch": ("torch", HERE / "loop.py", MODELS),
+          "jax": ("jax", HERE / "loop_jax.py", MODELS),
+          "jax-tiny": ("jax", HERE.parent / "collection" / "tiny_jax.py", TINY)}
+FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "jax-tiny"), "all": tuple(GROUPS)}
+TITLES = {"torch": "PyTorch", "jax": "JAX (Flax + Optax), the same three models",
+          "jax-tiny": "JAX tiny-step stress case (jitted MLP steps of 1-2 ms)"}
 TARGET_MEDIAN, TARGET_WORST = 1.05, 1.15
 NOISE_FLOOR = 0.95  # a pair ratio below this is noise (checking never speeds training up)
 
@@ -74,10 +90,11 @@ def tc(*args: str) -> list[str]:
     return [sys.executable, "-m", "traincheck_core", *args]
 
 
-def reference(name: str, steps: int, work: Path) -> tuple[Path, int, int]:
+def reference(group: str, name: str, steps: int, work: Path) -> tuple[Path, int, int]:
     """Trace a healthy run and infer: (invariants file, invariant count, traced events)."""
-    run_dir, inv = work / f"{name}-ref", work / f"{name}-inv.jsonl"
-    _run(tc("run", "-q", "--plugin", "torch", "-o", str(run_dir), str(WORKLOADS_PY), name,
+    run_dir, inv = work / f"{group}-{name}-ref", work / f"{group}-{name}-inv.jsonl"
+    plugin, script, _ = GROUPS[group]
+    _run(tc("run", "-q", "--plugin", plugin, "-o", str(run_dir), str(script), name,
             str(steps), "0"), f"reference run of {name}")
     _run(tc("infer", str(run_dir), "-o", str(inv)), f"infer for {name}")
     count = sum(1 for line in inv.read_text().splitlines()[1:] if line.strip())
@@ -90,7 +107,7 @@ def _events(run_dir: Path) -> int:
     return sum(1 for _ in iter_run(run_dir))
 
 
-def engine_cpu_ms_per_step(run_dir: Path, inv: Path, steps: int) -> float:
+def engine_cpu_ms_per_step(run_dir: Path, inv: Path, steps: int, plugin: str) -> float:
     """CPU time the checker engine needs per training step, fed the reference trace offline:
     the checking part of the online cost, which other load on the machine hardly disturbs."""
     from traincheck_core.check.engine import CheckEngine
@@ -98,7 +115,7 @@ def engine_cpu_ms_per_step(run_dir: Path, inv: Path, steps: int) -> float:
     from traincheck_core.check.plan import load_relations
 
     records = list(__import__("traincheck_core").iter_run(run_dir))
-    engine = CheckEngine(load_all([str(inv)]), load_relations(["torch"]))
+    engine = CheckEngine(load_all([str(inv)]), load_relations([plugin]))
     t0 = time.process_time()
     for rec in records:
         engine.feed_record(rec)
@@ -114,27 +131,31 @@ def online_check_ms(out: Path, iterations: int) -> float:
     return total / iterations * 1e3
 
 
-def plain(name: str, args: argparse.Namespace) -> dict:
-    return _times(_run([sys.executable, str(WORKLOADS_PY), name, str(args.steps),
+def plain(group: str, name: str, args: argparse.Namespace) -> dict:
+    return _times(_run([sys.executable, str(GROUPS[group][1]), name, str(args.steps),
                         str(args.warmup), str(args.threads)], f"plain {name}"))
 
 
-def checked(name: str, args: argparse.Namespace, inv: Path, out: Path) -> tuple[dict, int]:
-    res = _run(tc("run", "--plugin", "torch", "--checker", args.checker, "-o", str(out),
-                  "--invariants", str(inv), str(WORKLOADS_PY), name, str(args.steps),
+def checked(group: str, name: str, args: argparse.Namespace, inv: Path, out: Path
+            ) -> tuple[dict, int]:
+    plugin, script, _ = GROUPS[group]
+    res = _run(tc("run", "--plugin", plugin, "--checker", args.checker, "-o", str(out),
+                  "--invariants", str(inv), str(script), name, str(args.steps),
                   str(args.warmup), str(args.threads)), f"checked {name}")
     alarms = sum(1 for line in res.stderr.splitlines()
                  if line.startswith("traincheck: VIOLATION"))
     return _times(res), alarms
 
 
-def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
-    inv, count, full_events = reference(name, args.ref_steps, work)
-    engine_ms = engine_cpu_ms_per_step(work / f"{name}-ref", inv, args.ref_steps)
+def bench(group: str, name: str, args: argparse.Namespace, work: Path) -> dict:
+    inv, count, full_events = reference(group, name, args.ref_steps, work)
+    engine_ms = engine_cpu_ms_per_step(work / f"{group}-{name}-ref", inv, args.ref_steps,
+                                       GROUPS[group][0])
     online_ms: list[float] = []
     ratios, cpu_ratios, plain_med, checked_med, alarms = [], [], [], [], 0
     total_cpu_ratios: list[float] = []
     plain_cpu: list[float] = []
+    thread: dict[str, list[float]] = {"plain": [], "checked": []}
     checked_events = 0
     for r in range(args.repeats):
         order = ("plain", "checked") if r % 2 == 0 else ("checked", "plain")
@@ -142,15 +163,17 @@ def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
         cpu: dict[str, float] = {}
         for kind in order:
             if kind == "plain":
-                t = plain(name, args)
+                t = plain(group, name, args)
             else:
-                out = work / f"{name}-checked-{r}"
-                t, a = checked(name, args, inv, out)
+                out = work / f"{group}-{name}-checked-{r}"
+                t, a = checked(group, name, args, inv, out)
                 alarms += a
                 checked_events = _events(out)
                 online_ms.append(online_check_ms(out, args.steps + args.warmup))
             got[kind] = statistics.median(t["times"])
             cpu[kind] = statistics.median(t["cpu"])
+            if t.get("thread"):
+                thread[kind].append(statistics.median(t["thread"]))
         plain_med.append(got["plain"])
         checked_med.append(got["checked"])
         ratios.append(got["checked"] / got["plain"])
@@ -161,7 +184,7 @@ def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
         print(f"  {name} pair {r + 1}/{args.repeats}: plain {got['plain'] * 1e3:.2f} ms, "
               f"checked {got['checked'] * 1e3:.2f} ms, ratio {ratios[-1]:.3f} "
               f"(cpu {cpu_ratios[-1]:.3f})", flush=True)
-    return {"workload": name, "invariants": count, "ratio_median": statistics.median(ratios),
+    row = {"workload": name, "invariants": count, "ratio_median": statistics.median(ratios),
             "ratios": ratios, "cpu_ratio_median": statistics.median(cpu_ratios),
             "cpu_ratios": cpu_ratios,
             "total_cpu_ratio_median": statistics.median(total_cpu_ratios),
@@ -173,15 +196,22 @@ def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
             "plain_cpu_ms": statistics.median(plain_cpu),
             "events_full_trace_ref": full_events, "events_checked_run": checked_events,
             "ref_steps": args.ref_steps, "checked_steps": args.steps + args.warmup}
+    if thread["plain"] and thread["checked"]:  # the training thread alone (JAX workloads)
+        row["plain_thread_ms"] = statistics.median(thread["plain"]) * 1e3
+        row["checked_thread_ms"] = statistics.median(thread["checked"]) * 1e3
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--framework", choices=tuple(FRAMEWORKS), default="all",
+                    help="torch, jax (the three models and the tiny-step stress case) or all")
     ap.add_argument("--steps", type=int, default=40, help="timed steps per run")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     ap.add_argument("--repeats", type=int, default=5, help="plain/checked pairs per workload")
     ap.add_argument("--ref-steps", type=int, default=20, help="steps of the reference run")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", help="comma-separated subset (default: all of the "
+                    "framework's: " + ", ".join(MODELS + TINY) + ")")
     ap.add_argument("--checker", choices=("process", "inline"), default="process",
                     help="where online checking runs (process: the default of warn)")
     ap.add_argument("--threads", type=int, default=1,
@@ -194,16 +224,22 @@ def main() -> None:
         result = json.loads(Path(args.render).read_text())
         Path(args.render).with_suffix(".md").write_text(markdown(result))
         return
-    rows: list[dict] = []
+    wanted = args.workloads.split(",") if args.workloads else None
+    plan = {g: [w for w in GROUPS[g][2] if wanted is None or w in wanted]
+            for g in FRAMEWORKS[args.framework]}
+    plan = {g: names for g, names in plan.items() if names}
+    groups: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="tc-bench-check-") as tmp:
-        for name in args.workloads.split(","):
-            print(f"{name}: reference run, inference, {args.repeats} plain/checked pairs",
-                  flush=True)
-            rows.append(bench(name, args, Path(tmp)))
-            finish(rows, args)  # after each workload: a slow machine still leaves a result
+        for group, names in plan.items():
+            for name in names:
+                print(f"{group} {name}: reference run, inference, {args.repeats} "
+                      "plain/checked pairs", flush=True)
+                groups.setdefault(group, []).append(bench(group, name, args, Path(tmp)))
+                finish(groups, plan, args)  # after each workload: a slow machine still
+                # leaves a result
 
 
-def finish(rows: list[dict], args: argparse.Namespace) -> None:
+def verdict(rows: list[dict]) -> dict:
     medians = [r["ratio_median"] for r in rows]
     cpu_medians = [r["cpu_ratio_median"] for r in rows]
     summary = {"median": statistics.median(medians), "worst": max(medians),
@@ -216,16 +252,39 @@ def finish(rows: list[dict], args: argparse.Namespace) -> None:
     # Checking cannot make training faster: pair ratios well below 1 mean other load on the
     # machine moved the timings more than traincheck did, and the verdict is not conclusive.
     summary["conclusive"] = all(x >= NOISE_FLOOR for w in rows for x in w["ratios"])
-    result = {"benchmark": "checking-overhead", "date": dt.datetime.now(dt.timezone.utc)
-              .isoformat(timespec="seconds"), "machine": describe(ROOT),
+    return summary
+
+
+def finish(groups: dict[str, list[dict]], plan: dict[str, list[str]],
+           args: argparse.Namespace) -> None:
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    label = args.label
+    stem = Path(args.out) / f"checking-{now[:10]}{'-' + label if label else ''}"
+    previous = json.loads(stem.with_suffix(".json").read_text()) \
+        if stem.with_suffix(".json").exists() else None
+    frameworks = sections(previous) if previous else {}
+    for group, rows in groups.items():
+        frameworks[group] = {"workloads": rows, "summary": verdict(rows), "date": now,
+                             "workloads_planned": plan[group]}
+    result = {"benchmark": "checking-overhead", "date": now, "machine": describe(ROOT),
               "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                            "ref_steps": args.ref_steps, "sampling": "none (every step)",
                            "checker": args.checker, "torch_threads": args.threads,
-                           "workloads_planned": args.workloads.split(","),
-                           "label": args.label},
-              "workloads": rows, "summary": summary,
+                           "label": label},
+              "frameworks": {g: frameworks[g] for g in GROUPS if g in frameworks},
               "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    if "torch" in frameworks:  # the suite's report cites the PyTorch verdict from here
+        result["workloads"] = frameworks["torch"]["workloads"]
+        result["summary"] = frameworks["torch"]["summary"]
     write(result, Path(args.out))
+
+
+def sections(r: dict) -> dict[str, dict]:
+    """The per-framework sections of a result (files before JAX joined: PyTorch only)."""
+    if "frameworks" in r:
+        return dict(r["frameworks"])
+    return {"torch": {"workloads": r["workloads"], "summary": r["summary"],
+                      "workloads_planned": r["settings"].get("workloads_planned", [])}}
 
 
 def write(result: dict, out: Path) -> None:
@@ -238,35 +297,53 @@ def write(result: dict, out: Path) -> None:
 
 
 def markdown(r: dict) -> str:
-    s, st = r["summary"], r["settings"]
+    st = r["settings"]
     lines = [f"# Online checking overhead ({r['date']})", "",
-             "`traincheck run --plugin torch --invariants FILE` vs. the same script without "
-             "traincheck, alternating in one invocation; every step traced and checked "
+             "`traincheck run --plugin torch|jax --invariants FILE` vs. the same script "
+             "without traincheck, alternating in one invocation; every step traced and checked "
              f"(no sampling); {st['repeats']} pairs per workload, {st['steps']} timed steps "
              f"after {st['warmup']} warm-up steps per run. Invariants inferred from one fully "
              f"traced healthy run of {st['ref_steps']} steps. Checker: "
              f"{st.get('checker', 'inline')}; torch intra-op threads: "
-             f"{st.get('torch_threads') or 'default (one per core)'}.", "",
-             "| workload | invariants | plain ms/step | checked ms/step | ratio (median) | "
-             "pair ratios | CPU ratio: training process | CPU ratio: total | false alarms | "
+             f"{st.get('torch_threads') or 'default (one per core)'}. The JAX models are the "
+             "PyTorch ones (same layer sizes, batches, optimizers) in Flax + Optax, in the "
+             "same loop; the tiny-step rows are a stress case (jitted steps of 1-2 ms, where "
+             "every probe's Python shows), with their own verdict.", ""]
+    for group, sec in sections(r).items():
+        when = f" ({sec['date']})" if sec.get("date") else ""
+        lines += [f"## {TITLES.get(group, group)}{when}", "", *section_md(sec), ""]
+    lines += [*r.get("notes", []), ""] if r.get("notes") else []
+    lines += [f"Load average while it ran (1/5/15 min): {r['load']}.", "", "Machine:", ""]
+    lines += [f"- {k}: {v}" for k, v in r["machine"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def section_md(sec: dict) -> list[str]:
+    s, rows = sec["summary"], sec["workloads"]
+    lines = ["| workload | invariants | plain ms/step | checked ms/step | ratio (median) | "
+             "pair ratios | CPU ratio: training process | CPU ratio: total | "
+             "training-thread CPU ms plain -> checked | false alarms | "
              "events: full trace / checked run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for w in r["workloads"]:
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for w in rows:
         pairs = ", ".join(f"{x:.3f}" for x in w["ratios"])
         total = w.get("total_cpu_ratio_median", w["cpu_ratio_median"])
+        thr = (f"{w['plain_thread_ms']:.2f} -> {w['checked_thread_ms']:.2f}"
+               if "plain_thread_ms" in w else "-")
         lines.append(f"| {w['workload']} | {w['invariants']} | {w['plain_step_ms']:.2f} | "
                      f"{w['checked_step_ms']:.2f} | **{w['ratio_median']:.3f}x** | {pairs} | "
-                     f"{w['cpu_ratio_median']:.3f}x | {total:.3f}x | {w['false_alarms']} | "
+                     f"{w['cpu_ratio_median']:.3f}x | {total:.3f}x | {thr} | "
+                     f"{w['false_alarms']} | "
                      f"{w['events_full_trace_ref']} ({w['ref_steps']} steps) / "
                      f"{w['events_checked_run']} ({w['checked_steps']} steps) |")
-    if any("engine_cpu_ms_per_step" in w for w in r["workloads"]):
+    if any("engine_cpu_ms_per_step" in w for w in rows):
         lines += ["", "Where the time goes (CPU ms per step): the checker engine fed the "
                   "reference trace offline, the checker's CPU online (the checker process's "
                   "whole CPU time, start-up included, or the training thread's time inside "
                   "the checker), and the plain step's CPU time:", "",
                   "| workload | engine CPU ms/step (offline) | checker ms/step (online) | "
                   "plain step CPU ms | engine / plain |", "|---|---|---|---|---|"]
-        for w in r["workloads"]:
+        for w in rows:
             if "engine_cpu_ms_per_step" in w:
                 e, p = w["engine_cpu_ms_per_step"], w["plain_cpu_ms"]
                 lines.append(f"| {w['workload']} | {e:.1f} | "
@@ -276,21 +353,18 @@ def markdown(r: dict) -> str:
     if not s.get("conclusive", True):
         ok = (f"NOT CONCLUSIVE (some pair ratios are below {NOISE_FLOOR}: the machine's other "
               f"load moved step times more than checking did); on paper it {ok}")
-    planned = st.get("workloads_planned", [])
-    done = [w["workload"] for w in r["workloads"]]
+    planned = sec.get("workloads_planned", [])
+    done = [w["workload"] for w in rows]
     if len(done) < len(planned):
         lines += ["", f"**Partial result**: only {', '.join(done)} of {', '.join(planned)} "
                   "finished in the time available; the summary covers those only."]
-    lines += ["", *r.get("notes", [])] if r.get("notes") else []
     lines += ["", f"Median over workloads **{s['median']:.3f}x** (target <= "
               f"{s['target_median']}x), worst **{s['worst']:.3f}x** (target <= "
               f"{s['target_worst']}x): {ok} the targets. CPU time per step of the training "
               f"process: median {s['cpu_median']:.3f}x, worst {s['cpu_worst']:.3f}x; "
               f"training plus checker process: median "
-              f"{s.get('total_cpu_median', s['cpu_median']):.3f}x.", "",
-              f"Load average while it ran (1/5/15 min): {r['load']}.", "", "Machine:", ""]
-    lines += [f"- {k}: {v}" for k, v in r["machine"].items()]
-    return "\n".join(lines) + "\n"
+              f"{s.get('total_cpu_median', s['cpu_median']):.3f}x."]
+    return lines
 
 
 if __name__ == "__main__":
