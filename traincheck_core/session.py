@@ -37,7 +37,8 @@ from .summary import SummaryRegistry
 from .trace.format import trace_file_name
 from .trace.writer import TraceWriter
 
-__all__ = ["Session", "InstrumentationPlan", "get_session", "start_session", "annotate",
+__all__ = ["Session", "InstrumentationPlan", "ContentRule", "CONTENT_NONE", "CONTENT_STEP_END",
+           "CONTENT_ALWAYS", "get_session", "start_session", "annotate",
            "default_output_dir", "logger"]
 
 logger = logging.getLogger("traincheck")
@@ -45,11 +46,46 @@ _session: Session | None = None
 _start_lock = threading.Lock()
 
 
+#: How much of a content attribute (a fingerprint such as ``data`` or ``grad``) a variable needs.
+CONTENT_NONE, CONTENT_STEP_END, CONTENT_ALWAYS = 0, 1, 2
+
+
+class ContentRule(msgspec.Struct, kw_only=True, frozen=True):
+    """Variables whose content of ``attr`` some deployed invariant compares.
+
+    A variable matches when, for every key of ``where``, its static attribute of that name
+    (``name``, ``vtype``, ``is_param``, ``dtype``, ``device``) is one of the listed values, and
+    its name is not in ``exclude``. ``step_end``: the invariant reads the value only in the
+    state a variable has when a step ends (not at every change), so the adapter may compute
+    it once per step, at the step's end.
+    """
+
+    attr: str
+    where: dict[str, list[Any]] = {}
+    exclude: list[str] = []
+    step_end: bool = False
+
+    def matches(self, static: dict[str, Any]) -> bool:
+        if self.exclude and static.get("name") in self.exclude:
+            return False
+        for key, values in self.where.items():
+            if static.get(key) not in values:
+                return False
+        return True
+
+
 class InstrumentationPlan(msgspec.Struct, kw_only=True):
     """What to instrument. ``full`` means everything; otherwise only what is named.
 
     Names are exact API names (``torch.optim.Optimizer.step``) or variable names; a trailing
     ``*`` matches a prefix. ``every`` observes variable state every N-th step only.
+
+    ``content`` says which variables need the *content* of a fingerprint attribute (``data``,
+    ``grad``): ``None`` (full tracing, or a relation that cannot say) means every variable, at
+    every observation. Otherwise a variable needs content only if a rule for that attribute
+    matches it (:meth:`content_mode`); for the others the adapter may record only whether the
+    attribute is set (any fixed non-None token instead of a fingerprint): preconditions and
+    flag invariants read only that.
     """
 
     full: bool = True
@@ -57,12 +93,31 @@ class InstrumentationPlan(msgspec.Struct, kw_only=True):
     variables: list[str] = []
     attributes: list[str] = []
     every: int = 1
+    content: list[ContentRule] | None = None
 
     def wants_api(self, name: str) -> bool:
         return self.full or _matches(name, self.apis)
 
     def wants_variable(self, name: str) -> bool:
         return self.full or _matches(name, self.variables)
+
+    def content_mode(self, attr: str, static: dict[str, Any]) -> int:
+        """``CONTENT_ALWAYS``, ``CONTENT_STEP_END`` or ``CONTENT_NONE`` for the variable with
+        static attributes ``static`` (keys as in :class:`ContentRule`)."""
+        if self.full or self.content is None:
+            return CONTENT_ALWAYS
+        mode = CONTENT_NONE
+        for rule in self.content:
+            if rule.attr == attr and rule.matches(static):
+                if not rule.step_end:
+                    return CONTENT_ALWAYS
+                mode = CONTENT_STEP_END
+        return mode
+
+    def content_at_step_end(self) -> bool:
+        """Whether some content is needed only when a step ends."""
+        return not self.full and self.content is not None and any(
+            r.step_end for r in self.content)
 
 
 def _matches(name: str, patterns: list[str]) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..invariants import Invariant
 from ..relations.base import Relation
-from ..session import InstrumentationPlan
+from ..session import ContentRule, InstrumentationPlan
 
 __all__ = ["available_relations", "compile_plan", "matches"]
 
@@ -44,6 +44,7 @@ def compile_plan(invariants: Sequence[Invariant], relations: Mapping[str, Relati
     apis: set[str] = set()
     variables: set[str] = set()
     attributes: set[str] = set()
+    content: list[ContentRule] | None = []
     full = False
     for inv in invariants:
         rel = relations.get(inv.relation)
@@ -55,8 +56,23 @@ def compile_plan(invariants: Sequence[Invariant], relations: Mapping[str, Relati
         apis |= part.apis
         variables |= part.variables
         attributes |= part.attributes
+        if part.variables or part.attributes:
+            content = _add_content(content, part.content)
     return InstrumentationPlan(full=full, apis=sorted(apis), variables=sorted(variables),
-                               attributes=sorted(attributes), every=1)
+                               attributes=sorted(attributes), every=1,
+                               content=None if full else content)
+
+
+def _add_content(content: list[ContentRule] | None, more: list[ContentRule] | None
+                 ) -> list[ContentRule] | None:
+    """The union of two sets of content rules; ``None`` (all content) absorbs everything."""
+    if content is None or more is None:
+        return None
+    out = list(content)
+    for rule in more:
+        if rule not in out:
+            out.append(rule)
+    return out
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:

@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..analysis.assembler import Item, ProcInfo
-from ..invariants import Invariant, Violation
+from ..invariants import Invariant, Precondition, Violation
+from ..preconditions import NAME_FIELD
+from ..session import ContentRule
 
-__all__ = ["Relation", "RelationChecker", "RunItems", "PlanPart", "TriggerStats"]
+__all__ = ["Relation", "RelationChecker", "RunItems", "PlanPart", "TriggerStats",
+           "content_rules", "STATIC_VAR_FIELDS"]
+
+#: Variable fields a content rule may select on: fixed for a variable's life in practice, and
+#: known to an adapter before it computes any fingerprint.
+STATIC_VAR_FIELDS = frozenset({"name", "vtype", "is_param", "dtype", "device"})
 
 
 @dataclass
@@ -42,6 +49,36 @@ class PlanPart:
     apis: set[str] = field(default_factory=set)
     variables: set[str] = field(default_factory=set)
     attributes: set[str] = field(default_factory=set)
+    #: which variables' content (fingerprints) the invariant compares; ``None``: it cannot
+    #: say, so every variable's content of the attributes it names (see ``ContentRule``)
+    content: list[ContentRule] | None = None
+
+
+def content_rules(attr: str, pre: Precondition, *, step_end: bool = False,
+                  vtype: str | None = None) -> list[ContentRule]:
+    """The variables whose content of ``attr`` an invariant with precondition ``pre`` may
+    compare: one rule per conjunction of ``pre``, keeping only its clauses on static variable
+    fields (``constant`` clauses, and ``not_in`` on the name). Every other clause is taken as
+    possibly true, so the rules cover at least every variable the precondition can accept.
+    ``vtype``: the invariant is about variables of that type only."""
+    base = {"vtype": [vtype]} if vtype else {}
+    if pre.inverted or not pre.any_of:
+        return [ContentRule(attr=attr, where=base, step_end=step_end)]
+    out = []
+    for conj in pre.any_of:
+        where, exclude = dict(base), []
+        for c in conj:
+            key = c.field.removeprefix("var.")
+            if c.field.startswith("var.") and key in STATIC_VAR_FIELDS and c.kind == "constant":
+                if key in where:  # both must hold: the values in common
+                    where[key] = [v for v in where[key] if v in c.values]
+                else:
+                    where[key] = list(c.values)
+            elif c.field == NAME_FIELD and c.kind == "not_in":
+                exclude += list(c.values)
+        out.append(ContentRule(attr=attr, where=where, exclude=sorted(exclude),
+                               step_end=step_end))
+    return out
 
 
 @dataclass

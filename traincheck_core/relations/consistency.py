@@ -26,7 +26,7 @@ from typing import Any
 from ..analysis.assembler import Item, StepEnd
 from ..invariants import Invariant
 from ..preconditions import make_row, meta_fields, var_fields
-from .base import PlanPart
+from .base import PlanPart, content_rules
 from .common import Collector, Obs, TemplateRelation, name_list
 
 __all__ = ["Consistency"]
@@ -115,7 +115,10 @@ class Consistency(TemplateRelation):
         return _FAMILY, params["attr"]
 
     def plan(self, inv: Invariant) -> PlanPart:
-        return PlanPart(attributes={inv.params["attr"]}, variables={"*"})
+        # compares the states of one step's end across processes
+        attr = inv.params["attr"]
+        return PlanPart(attributes={attr}, variables={"*"},
+                        content=content_rules(attr, inv.precondition, step_end=True))
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = f" ({name_list(subjects)})" if subjects else ""

@@ -33,7 +33,7 @@ from typing import Any
 from ..analysis.assembler import CallRecord, Item, VarChange
 from ..invariants import Invariant
 from ..preconditions import Row
-from .base import PlanPart
+from .base import PlanPart, content_rules
 from .common import (
     Collector,
     Interner,
@@ -387,7 +387,11 @@ class EventContain(TemplateRelation):
     def plan(self, inv: Invariant) -> PlanPart:
         p = inv.params
         if p["kind"] == "var":
-            return PlanPart(apis={p["api"]}, attributes={p["attr"]})
+            # "set" and "to_none" need only whether the attribute is set before and after the
+            # call; "changed" compares content, across every call of the API
+            content = [] if p["change"] != "changed" else content_rules(
+                p["attr"], inv.precondition, vtype=p.get("vtype"))
+            return PlanPart(apis={p["api"]}, attributes={p["attr"]}, content=content)
         return PlanPart(apis={p["api"], p["child"]})
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from ..analysis.assembler import Item, StepEnd
 from ..invariants import Invariant
 from ..preconditions import Row, make_row, merge_rows, meta_fields
-from .base import PlanPart
+from .base import PlanPart, content_rules
 from .common import (
     Collector,
     Interner,
@@ -150,7 +150,10 @@ class StepEvolution(TemplateRelation):
         return (_FAMILY, params["attr"]), (params["shape"], params["attr"])
 
     def plan(self, inv: Invariant) -> PlanPart:
-        return PlanPart(attributes={inv.params["attr"]}, variables={"*"})
+        # reads only step-end states: content is needed when a step ends
+        attr = inv.params["attr"]
+        return PlanPart(attributes={attr}, variables={"*"},
+                        content=content_rules(attr, inv.precondition, step_end=True))
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = f" ({name_list(subjects)})" if subjects else ""

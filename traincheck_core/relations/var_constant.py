@@ -133,7 +133,9 @@ class VarConstant(TemplateRelation):
                 "did not reach every variable, or state replaced by a load")
 
     def plan(self, inv: Invariant) -> PlanPart:
-        return PlanPart(variables=set(inv.params["variables"]), attributes={inv.params["attr"]})
+        # fingerprint attributes count only as set or never set here: no content needed
+        return PlanPart(variables=set(inv.params["variables"]), attributes={inv.params["attr"]},
+                        content=[])
 
     def checker(self, invariants: Sequence[Invariant]) -> RelationChecker:
         return _Checker(invariants)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..analysis.assembler import Item, VarChange
 from ..invariants import Invariant, Precondition
+from ..session import ContentRule
 from .base import PlanPart
 from .common import (
     Accumulator,
@@ -102,7 +103,8 @@ class VarContinuity(TemplateRelation):
         return (_FAMILY, params["root"]), CONTINUES
 
     def plan(self, inv: Invariant) -> PlanPart:
-        return PlanPart(attributes={ATTR}, variables={"*"})
+        return PlanPart(attributes={ATTR}, variables={"*"},
+                        content=[ContentRule(attr=ATTR)])
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = f" ({name_list(subjects)})" if subjects else ""

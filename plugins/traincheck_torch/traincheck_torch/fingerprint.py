@@ -15,7 +15,18 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["fingerprint", "fingerprint_on_device", "byte_view"]
+__all__ = ["fingerprint", "fingerprint_on_device", "byte_view", "is_readable", "SET"]
+
+#: The value of a fingerprint attribute whose content no deployed invariant compares: it says
+#: only that the attribute is set (a fingerprint is 16 hex digits, never this).
+SET = "<set>"
+
+
+def is_readable(t: Any) -> bool:
+    """Whether :func:`fingerprint` gives ``t`` a value (not ``None``)."""
+    import torch
+
+    return t.layout is torch.strided and not t.is_meta
 
 # Odd 64-bit multipliers (as signed int64) for the on-device weighted sum: an odd multiplier
 # makes any single-word change alter the sum modulo 2**64, so one changed element is always seen.

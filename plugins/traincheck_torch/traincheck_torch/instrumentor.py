@@ -116,7 +116,7 @@ class TorchInstrumentor:
         assert s is not None
         self.torch = torch
         self.tracer = CallTracer(s)
-        self.vars = VariableTracker(s)
+        self.vars = VariableTracker(s, self.plan)
         self.meta = MetaState(s)
         self._is_compiling = torch.compiler.is_compiling
         self.installed = True
@@ -294,6 +294,8 @@ class TorchInstrumentor:
             if self._observe_vars:
                 with self.quiet():
                     self.vars.observe_optimizer(opt, cid)
+                    if self.meta.ends_step(opt):
+                        self.vars.observe_step_end(cid)
             self.tracer.end(cid)
             self.meta.after_step(opt)
         except ViolationError:

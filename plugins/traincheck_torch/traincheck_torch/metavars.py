@@ -48,6 +48,10 @@ class MetaState:
         self.session.set_meta(step=0)
         self.update_dist()
 
+    def ends_step(self, opt: Any) -> bool:
+        """Whether :meth:`after_step` for ``opt`` will end the current step."""
+        return self.opt_steps.get(id(opt), 0) + 1 > self.step
+
     def after_step(self, opt: Any) -> None:
         n = self.opt_steps[id(opt)] = self.opt_steps.get(id(opt), 0) + 1
         if n > self.step:

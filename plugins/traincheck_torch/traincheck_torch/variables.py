@@ -19,9 +19,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from traincheck_core import Session, VarState
+from traincheck_core import InstrumentationPlan, Session, VarState
+from traincheck_core.session import CONTENT_ALWAYS, CONTENT_NONE
 
-from .fingerprint import fingerprint
+from .fingerprint import SET, fingerprint, is_readable
 from .naming import candidates, find_name, unwrap
 from .summarize import class_name, device_name, dtype_name
 
@@ -51,7 +52,7 @@ class _Opt:
 class VariableTracker:
     """Knows the tracked models and optimizers, names their variables, emits VarStates."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, plan: InstrumentationPlan | None = None) -> None:
         self.session = session
         self.models: dict[int, _Model] = {}
         self.opts: dict[int, _Opt] = {}
@@ -61,6 +62,11 @@ class VariableTracker:
         self.dirty: dict[int, Any] = {}  # params whose .grad was written since last look
         self._hooked: dict[int, Any] = {}  # id(param) -> hook handle
         self._taken: set[str] = set()
+        # what of each variable's content the plan needs (None: all of it, always)
+        self.content: Content | None = None
+        plan = plan or session.plan
+        if not plan.full and plan.content is not None:
+            self.content = Content(plan)
 
     # -- discovery ---------------------------------------------------------------------------
     def known_module(self, mod: Any) -> bool:
@@ -180,17 +186,30 @@ class VariableTracker:
         return out
 
     # -- observation -------------------------------------------------------------------------
-    def observe(self, items: Iterable[tuple[str, Any, bool]], what: int, call: int) -> None:
-        """Emit a VarState for each variable whose attributes differ from its last state."""
+    def observe(self, items: Iterable[tuple[str, Any, bool]], what: int, call: int,
+                at_end: bool = False) -> None:
+        """Emit a VarState for each variable whose attributes differ from its last state.
+        ``at_end``: the step ends now (content needed only at step ends is computed)."""
         s = self.session
-        emit, now, last = s.emit, s.now, self.last
+        emit, now, last, content = s.emit, s.now, self.last, self.content
         for name, t, is_param in items:
             prev = last.get(name)
-            attrs = tensor_attrs(t, prev, what, is_param)
+            if content is None:
+                attrs = tensor_attrs(t, prev, what, is_param)
+            else:
+                attrs = content.attrs(name, t, prev, what, is_param, at_end)
             if attrs != prev:
                 last[name] = attrs
                 emit(VarState(t=now(), name=name, vtype=class_name(t), attrs=attrs,
                               call=call if prev is not None else 0))
+
+    def observe_step_end(self, call: int) -> None:
+        """The step ends: compute the content that only step ends need (see ``Content``)."""
+        if self.content is None:
+            return
+        pending = self.content.take_pending()
+        for name, (t, is_param, what) in pending.items():
+            self.observe([(name, t, is_param)], what, call, at_end=True)
 
     def observe_optimizer(self, opt: Any, call: int) -> None:
         """Parameters' data, optimizer state and hyper-parameters after a step."""
@@ -276,3 +295,87 @@ def _add_tp_attrs(t: Any, attrs: dict[str, AttrValue]) -> None:
 
 #: tensor class -> whether the class itself defines any tensor-parallel mark
 _TP_ON_CLASS: dict[type, bool] = {}
+
+
+class Content:
+    """Fingerprints as precise as the plan asks (``InstrumentationPlan.content_mode``).
+
+    Per variable and fingerprint attribute (``data``, ``grad``), one of three modes:
+
+    * always: a fingerprint whenever the call may have changed it (as without a plan);
+    * at step ends: between step ends the last fingerprint is carried (or ``SET`` when there
+      is none yet) and the variable is remembered; when the step ends
+      (:meth:`VariableTracker.observe_step_end`) its fingerprint is computed. Only step-end
+      states are read for content then, and a set/unset change is still seen at once;
+    * never: ``SET`` when the attribute is set, so presence (all that preconditions and flag
+      invariants read) is exact.
+
+    A variable's mode follows its static attributes (name, type, is_param, dtype, device) but
+    never goes down: once its content was needed it stays computed, so a variable that stops
+    matching (e.g. a changed dtype) is never compared with a stale value.
+    """
+
+    def __init__(self, plan: InstrumentationPlan) -> None:
+        self.plan = plan
+        self.modes: dict[str, tuple[Any, int, int]] = {}  # name -> (static key, data, grad)
+        self.pending: dict[str, tuple[Any, bool, int]] = {}  # name -> (tensor, is_param, what)
+
+    def take_pending(self) -> dict[str, tuple[Any, bool, int]]:
+        out, self.pending = self.pending, {}
+        return out
+
+    def _modes(self, name: str, t: Any, is_param: bool, dtype: str, device: str
+               ) -> tuple[int, int]:
+        key = (type(t), is_param, dtype, device)
+        hit = self.modes.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        static = {"name": name, "vtype": class_name(t), "is_param": is_param, "dtype": dtype,
+                  "device": device}
+        dm = self.plan.content_mode("data", static)
+        gm = self.plan.content_mode("grad", static)
+        if hit is not None:  # never lower a variable's mode
+            dm, gm = max(dm, hit[1]), max(gm, hit[2])
+        self.modes[name] = (key, dm, gm)
+        return dm, gm
+
+    def attrs(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
+              is_param: bool, at_end: bool) -> dict[str, AttrValue]:
+        dtype, device = dtype_name(t.dtype), device_name(t)
+        dm, gm = self._modes(name, t, is_param, dtype, device)
+        g = t.grad if is_param else None
+        later = 0
+        data, p_data = self._value(t, prev, "data", bool(what & DATA), dm, at_end)
+        if p_data:
+            later |= DATA
+        grad, p_grad = self._value(g, prev, "grad", bool(what & GRAD), gm, at_end)
+        if p_grad:
+            later |= GRAD
+        if later:
+            old = self.pending.get(name)
+            self.pending[name] = (t, is_param, later | (old[2] if old else 0))
+        attrs: dict[str, AttrValue] = {
+            "data": data, "grad": grad, "requires_grad": t.requires_grad, "dtype": dtype,
+            "shape": list(t.shape), "device": device, "is_param": is_param,
+        }
+        if t.__dict__ or _TP_ON_CLASS.get(type(t), True):
+            _add_tp_attrs(t, attrs)
+        return attrs
+
+    @staticmethod
+    def _value(x: Any, prev: dict[str, AttrValue] | None, attr: str, asked: bool, mode: int,
+               at_end: bool) -> tuple[AttrValue, bool]:
+        """(the attribute's value, whether its fingerprint is owed at the step's end)."""
+        if x is None:
+            return None, False
+        if mode == CONTENT_NONE:
+            return (SET if is_readable(x) else None), False
+        old = prev.get(attr) if prev is not None else None
+        if mode == CONTENT_ALWAYS or at_end or prev is None:
+            if asked or old is None or old == SET:
+                return fingerprint(x), False
+            return old, False
+        # CONTENT_STEP_END between step ends: keep what the last step end computed
+        if old is None:
+            return (SET if is_readable(x) else None), True
+        return old, True
