@@ -81,6 +81,39 @@ class JaxAdapter:
         self.step = 0
         self.explicit_stage = False  # nnx .train()/.eval() seen: they govern the stage
         self._tls = threading.local()
+        # The tail of the last jitted call (its results' state events, its return, the step
+        # it completes), run before anything else is emitted: see ``defer``.
+        self._pending: list[Callable[[], None]] = []
+        self._plan: Any = None
+        self._want_var: dict[str, bool] = {}
+
+    # -- deferred work ------------------------------------------------------------------------
+    def defer(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (which emits events) just before the next event of this process, or at
+        the session's end: a jitted call's results are read then, not as soon as it returns,
+        so the probe does not wait for the compiled step and JAX's asynchronous dispatch keeps
+        running ahead. The event order is the same as if ``work`` had run at once."""
+        self._pending.append(work)
+
+    def flush(self) -> None:
+        pending = self._pending
+        while pending:
+            try:
+                work = pending.pop(0)
+            except IndexError:  # another thread took it
+                return
+            self._safe("jit", work)
+
+    def wants_variable(self, name: str) -> bool:
+        """``plan.wants_variable``, remembered per name (a step asks for every leaf)."""
+        plan = self.session.plan
+        if plan is not self._plan:
+            self._plan, self._want_var = plan, {}
+        try:
+            return self._want_var[name]
+        except KeyError:
+            got = self._want_var[name] = bool(plan.full or plan.wants_variable(name))
+            return got
 
     # -- thread-local stacks ----------------------------------------------------------------
     def frames(self) -> list[Frame]:
@@ -116,6 +149,8 @@ class JaxAdapter:
     # -- events ---------------------------------------------------------------------------
     def start(self, api: str, args: dict[str, Any], loc: str | None = None,
               t: int | None = None) -> int:
+        if self._pending:
+            self.flush()
         cid = self.session.next_call_id()
         stack = self.calls()
         self.session.emit(CallStart(t=self.session.now() if t is None else t, id=cid,
@@ -125,9 +160,16 @@ class JaxAdapter:
         return cid
 
     def end(self, cid: int, ret: Any = None, exc: BaseException | None = None) -> None:
+        self.leave(cid)
+        self.emit_end(cid, ret, exc)
+
+    def leave(self, cid: int) -> None:
+        """The call ``cid`` returned to its caller: later calls are not its children."""
         stack = self.calls()
         if stack and stack[-1] == cid:
             stack.pop()
+
+    def emit_end(self, cid: int, ret: Any = None, exc: BaseException | None = None) -> None:
         now = self.session.now()
         if exc is None:
             self.session.emit(CallReturn(t=now, id=cid, ret=ret))
@@ -137,11 +179,12 @@ class JaxAdapter:
 
     def observe_vars(self, pairs: list[tuple[str, Any]], call: int) -> None:
         """Emit ``VarState`` for leaves first seen (``call=0``) or changed (``call``)."""
-        plan = self.session.plan
+        if self._pending:
+            self.flush()
         kit, seen, emit, now = self.kit, self.var_fp, self.session.emit, self.session.now
-        tracer = kit.Tracer
+        tracer, wants = kit.Tracer, self.wants_variable
         for name, leaf in pairs:
-            if isinstance(leaf, tracer) or not (plan.full or plan.wants_variable(name)):
+            if isinstance(leaf, tracer) or not wants(name):
                 continue
             fp = kit.fingerprint(leaf)
             known = name in seen
@@ -163,6 +206,8 @@ class JaxAdapter:
 
     # -- meta --------------------------------------------------------------------------------
     def advance_step(self) -> None:
+        if self._pending:
+            self.flush()
         self.step += 1
         self.session.set_meta(step=self.step)
 
@@ -174,6 +219,8 @@ class JaxAdapter:
             self.session.set_meta(rank=jax.process_index(), world_size=jax.process_count())
 
     def set_stage(self, stage: str, explicit: bool = False) -> None:
+        if self._pending:
+            self.flush()
         if explicit:
             self.explicit_stage = True
         elif self.explicit_stage:

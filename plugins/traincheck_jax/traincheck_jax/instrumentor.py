@@ -56,9 +56,16 @@ class Instrumentor:
                     if module in sys.modules:
                         self._hook(method)(sys.modules[module])
 
+    def flush(self) -> None:
+        """Emit the deferred tail of the last jitted call (the session is ending)."""
+        adapter = self.adapter
+        if adapter is not None:
+            adapter.flush()
+
     def uninstrument(self) -> None:
         with self._lock:
             if self.adapter is not None:
+                self.adapter.flush()
                 self.adapter.active = False
             self.patches.restore()
             self.done.clear()

@@ -11,13 +11,17 @@ parameters is ``train``; one that only runs the model is ``eval``) and the step 
 updates parameters completes one optimizer step).
 
 Cost per call (the training thread's, kept small because a jitted step takes a millisecond
-or two): before dispatch, the tracked input leaves are checked against their cached
-fingerprints (a step's inputs are the previous step's outputs, already read) and arguments a
-donating function will delete are summarized; after dispatch, while the step runs, the call,
-its replayed profile, the argument and result summaries and the output leaves' names (cached
-per pytree structure) are prepared; only then does the probe wait for the step, to
-fingerprint its output leaves (XXH3 over a zero-copy host view) and emit the changed ones.
-That wait is the one synchronization the adapter adds to a loop.
+or two): before dispatch, only what a donating function deletes is read (its tracked input
+leaves and argument summaries). After dispatch, while the step runs: the previous call's
+tail (below), the tracked input leaves against their cached fingerprints (a step's inputs
+are the previous step's outputs, already read), the call with the part of its replayed
+profile the deployed invariants name, the argument summaries and the output leaves' names
+(cached per pytree structure). Fingerprinting the output leaves (XXH3 over a zero-copy host
+view) needs the step's results, so it is deferred with the rest of the call's tail (its
+results' state events, its return, the step it completes), which runs just before the next
+event of the process — at the next jitted call once that is dispatched, at the next observed
+API call, or at the session's end. The probe never waits for the step it just dispatched,
+JAX's asynchronous dispatch keeps running ahead, and the events keep their order.
 """
 
 from __future__ import annotations
@@ -56,6 +60,16 @@ class Profile:
     calls: list[tuple[str, dict[str, Any]]]
     stage: str | None = None
     updates: bool = False
+    _for_plan: tuple[Any, list[tuple[str, dict[str, Any]]]] | None = None
+
+    def replayed(self, plan: Any) -> list[tuple[str, dict[str, Any]]]:
+        """The recorded calls the plan wants (all of them when it is full): an API no
+        deployed invariant names is not replayed at all (its events would be dropped)."""
+        cached = self._for_plan
+        if cached is None or cached[0] is not plan:
+            calls = [c for c in self.calls if plan.wants_api(c[0])]
+            cached = self._for_plan = (plan, calls)
+        return cached[1]
 
     @classmethod
     def of(cls, entries: list[tuple[str, dict[str, Any]]]) -> Profile:
@@ -102,6 +116,7 @@ class Pre:
     key: Any
     roots: dict[Any, str]
     cache_size: int
+    inputs: list[tuple[str, Any]] | None  # tracked input leaves, read after dispatch
     cid: int = 0
 
 
@@ -170,17 +185,20 @@ class JitProbe:
             return None  # under grad/vmap of eager code: nothing concrete to observe here
         key = _signature_key(flat)
         roots: dict[Any, str] = {}
+        inputs: list[tuple[str, Any]] = []
         for name, (leaves, treedef) in flat.items():
             root = var_root(name)
             if root is not None:
                 roots.setdefault(treedef, root)
-            # read before the call: it may donate (delete) its arguments
-            ad.observe_vars(ad.namer.pairs_flat(named[name], leaves, treedef, root), 0)
-        # Without donation the arguments outlive the call: summarize them (and emit the
-        # call's start) after dispatching it, while the compiled step runs.
-        summary = self._args(info, named) if info.donates else None
-        return Pre(named=named, args=summary, key=key, roots=roots,
-                   cache_size=_cache_size(wrapped))
+            inputs += ad.namer.pairs_flat(named[name], leaves, treedef, root)
+        if info.donates:  # read before the call: it deletes its arguments
+            ad.observe_vars(inputs, 0)
+            return Pre(named=named, args=self._args(info, named), key=key, roots=roots,
+                       cache_size=_cache_size(wrapped), inputs=None)
+        # Without donation the arguments outlive the call: read them (and emit the call's
+        # start) after dispatching it, while the compiled step runs.
+        return Pre(named=named, args=None, key=key, roots=roots,
+                   cache_size=_cache_size(wrapped), inputs=inputs)
 
     def _args(self, info: JitInfo, named: dict[str, Any]) -> dict[str, Any]:
         ad = self.ad
@@ -197,16 +215,26 @@ class JitProbe:
             # JAX traced f just now
             info.profiles[pre.key] = info.last = Profile.of(frame.entries)
         profile = info.profiles.get(pre.key, info.last) or NO_PROFILE
+        # The previous jitted call's tail first (its results are ready, or nearly: this call
+        # runs after it), then this call's inputs: known leaves, cached fingerprints.
+        ad.flush()
+        if pre.inputs:
+            ad.observe_vars(pre.inputs, 0)
         self._start(info, pre, profile)
-        for api, args in profile.calls:
+        for api, args in profile.replayed(ad.session.plan):
             ad.end(ad.start(api, args))
-        # Everything that does not read values first: the step may still be running.
-        ret = ad.summarize(out, False)
         pairs = self._out_vars(pre, out)
-        ad.observe_vars(pairs, pre.cid)  # waits for the step's results
-        ad.end(pre.cid, ret=ret)
+        ad.leave(pre.cid)  # returned to the caller; its tail is emitted later
+        ad.defer(functools.partial(self._tail, pre.cid, out, pairs, profile.updates))
+
+    def _tail(self, cid: int, out: Any, pairs: list[tuple[str, Any]], updates: bool) -> None:
+        """What needs the call's results (it waits for the compiled step): the state of the
+        tracked output leaves, the result summary, and the step the call completes."""
+        ad = self.ad
+        ad.observe_vars(pairs, cid)
+        ad.emit_end(cid, ret=ad.summarize(out, False))
         ad.ensure_rank()
-        if profile.updates:
+        if updates:
             ad.advance_step()
 
     def _failed(self, info: JitInfo, pre: Pre, exc: BaseException) -> None:

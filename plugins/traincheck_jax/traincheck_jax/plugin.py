@@ -28,6 +28,11 @@ def traincheck_instrument(session: Any, plan: Any) -> None:
     INSTRUMENTOR.instrument(session)
 
 
+@hookimpl(tryfirst=True)  # before the online checker closes: the last step's events
+def traincheck_session_finish(session: Any, reason: str) -> None:
+    INSTRUMENTOR.flush()
+
+
 @hookimpl
 def traincheck_uninstrument(session: Any) -> None:
     INSTRUMENTOR.uninstrument()
