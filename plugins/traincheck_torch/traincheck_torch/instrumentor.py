@@ -293,9 +293,7 @@ class TorchInstrumentor:
                 return None
             if self._observe_vars:
                 with self.quiet():
-                    self.vars.observe_optimizer(opt, cid)
-                    if self.meta.ends_step(opt):
-                        self.vars.observe_step_end(cid)
+                    self.vars.observe_optimizer(opt, cid, self.meta.ends_step(opt))
             self.tracer.end(cid)
             self.meta.after_step(opt)
         except ViolationError:

@@ -192,10 +192,13 @@ class VariableTracker:
         ``at_end``: the step ends now (content needed only at step ends is computed)."""
         s = self.session
         emit, now, last, content = s.emit, s.now, self.last, self.content
+        owed = content.pending if content is not None and at_end else None
         for name, t, is_param in items:
             prev = last.get(name)
             if content is None:
                 attrs = tensor_attrs(t, prev, what, is_param)
+            elif owed and name in owed:  # the step-end fingerprints in the same pass
+                attrs = content.attrs(name, t, prev, what | owed.pop(name)[2], is_param, True)
             else:
                 attrs = content.attrs(name, t, prev, what, is_param, at_end)
             if attrs != prev:
@@ -211,11 +214,14 @@ class VariableTracker:
         for name, (t, is_param, what) in pending.items():
             self.observe([(name, t, is_param)], what, call, at_end=True)
 
-    def observe_optimizer(self, opt: Any, call: int) -> None:
-        """Parameters' data, optimizer state and hyper-parameters after a step."""
-        self.observe(self.param_vars(self.opt_params(opt)), DATA, call)
-        self.observe(self.state_vars(opt), ALL, call)
+    def observe_optimizer(self, opt: Any, call: int, at_end: bool = False) -> None:
+        """Parameters' data, optimizer state and hyper-parameters after a step; ``at_end``:
+        this step ends the training step (the fingerprints owed then are computed too)."""
+        self.observe(self.param_vars(self.opt_params(opt)), DATA, call, at_end)
+        self.observe(self.state_vars(opt), ALL, call, at_end)
         self.observe_hparams(opt, call)
+        if at_end:
+            self.observe_step_end(call)
 
     def state_vars(self, opt: Any) -> Iterator[tuple[str, Any, bool]]:
         import torch
