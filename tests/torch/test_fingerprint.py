@@ -88,8 +88,9 @@ def _layouts(t):
 
 @pytest.mark.parametrize("dtype", [*DTYPES, torch.complex64, torch.uint16], ids=str)
 def test_every_path_hashes_the_logical_bytes(dtype):
-    """The fast path (numpy's view of a contiguous tensor) and the general one (a uint8 view
-    of the elements in logical order) give the same fingerprint for the same content."""
+    """The fast path (a ctypes buffer over a contiguous tensor's bytes) and the general one (a
+    uint8 view of the elements in logical order) give the same fingerprint for the same
+    content."""
     import xxhash
     from traincheck_torch.fingerprint import byte_view
 
