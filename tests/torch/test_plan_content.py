@@ -16,16 +16,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import load_run
+from traincheck_torch.fingerprint import fingerprint
+from traincheck_torch.variables import ALL, DATA, GRAD, Content
 
 from traincheck_core import CallStart, VarState
+from traincheck_core.session import ContentRule, InstrumentationPlan
 
 pytestmark = pytest.mark.torch
 
 PROGRAM = str(Path(__file__).parent / "programs" / "train_adam_clip.py")
 STEP = "torch.optim.Optimizer.step"
 AT = 3
-SET = "<set>"
+SET = "<set>"  # what a fingerprint attribute holds when only its presence is needed
 
 
 def tc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,3 +102,43 @@ def test_healthy_run_is_clean_and_gradients_are_fingerprinted_once_per_step(ref)
     (full,) = load_run(d / "healthy")
     assert not any(isinstance(e, VarState) and e.attrs.get("grad") == SET
                    for e, _ in full.events)
+
+
+def _content(*rules):
+    return Content(InstrumentationPlan(full=False, variables=["*"], content=list(rules)))
+
+
+def test_content_modes_never_go_down_and_presence_is_exact():
+    c = _content(ContentRule(attr="data", where={"dtype": ["float32"], "is_param": [False]}))
+    t = torch.ones(4)
+    a = c.attrs("w", t, None, ALL, False, False)
+    assert a["data"] == fingerprint(t)
+    t.data = t.data.double()  # no longer matches the rule: still fingerprinted
+    t.add_(1)
+    b = c.attrs("w", t, a, DATA, False, False)
+    assert b["data"] == fingerprint(t) != a["data"] and b["dtype"] == "float64"
+    # a variable no rule covers records only that its data and gradient are set
+    p = torch.nn.Parameter(torch.ones(3))
+    assert c.attrs("p", p, None, ALL, True, False)["grad"] is None
+    p.grad = torch.ones(3)
+    got = c.attrs("p", p, None, GRAD, True, False)
+    assert got["grad"] == SET and got["data"] == SET
+
+
+def test_step_end_content_is_owed_until_the_step_ends_and_follows_replaced_tensors():
+    c = _content(ContentRule(attr="grad", where={"is_param": [True]}, step_end=True))
+    p = torch.nn.Parameter(torch.ones(3))
+    first = c.attrs("p", p, None, ALL, True, False)  # first sight: computed at once
+    p.grad = torch.full((3,), 2.0)
+    mid = c.attrs("p", p, first, GRAD, True, False)
+    assert mid["grad"] == SET and c.pending["p"][0] is p  # owed at the step's end
+    p.grad.mul_(0.5)  # e.g. clipping: nothing new to record before the step ends
+    assert c.attrs("p", p, mid, GRAD, True, False) == mid
+    end = c.attrs("p", p, mid, c.take_pending()["p"][2], True, True)
+    assert end["grad"] == fingerprint(p.grad) and not c.pending
+    # the name is taken by another tensor before the step ends: the old one is not owed
+    p.grad = torch.ones(3)
+    c.attrs("p", p, end, GRAD, True, False)
+    q = torch.nn.Parameter(torch.zeros(3))
+    c.attrs("p", q, None, ALL, True, False)
+    assert "p" not in c.pending

@@ -360,6 +360,8 @@ class Content:
         if later:
             old = self.pending.get(name)
             self.pending[name] = (t, is_param, later | (old[2] if old else 0))
+        elif name in self.pending and self.pending[name][0] is not t:
+            del self.pending[name]  # the name now holds another tensor (a replaced layer)
         attrs: dict[str, AttrValue] = {
             "data": data, "grad": grad, "requires_grad": t.requires_grad, "dtype": dtype,
             "shape": list(t.shape), "device": device, "is_param": is_param,
