@@ -9,7 +9,9 @@ hyper-parameters ``optimizer.param_groups.0``) and a :class:`VarState` when firs
 To stay cheap, each observation recomputes only the fingerprints the call can have changed
 (``what``): ``data`` after ``Optimizer.step``, ``grad`` after ``backward``/``zero_grad``/
 ``clip_grad_*``, ``all`` after rare calls (``.to()``, ``load_state_dict``, ``nn.init``).
-Fingerprints not recomputed are carried over from the variable's last state.
+Fingerprints not recomputed are carried over from the variable's last state. Under online
+checking the plan may need less (:class:`Content`): no fingerprint where no invariant compares
+content, or one per step, when the step ends.
 """
 
 from __future__ import annotations
