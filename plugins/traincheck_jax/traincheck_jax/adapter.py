@@ -104,16 +104,19 @@ class JaxAdapter:
                 return
             self._safe("jit", work)
 
+    def _wanted(self) -> dict[str, bool]:
+        """Answers of ``plan.wants_variable`` so far (a step asks for every leaf)."""
+        if self.session.plan is not self._plan:
+            self._plan, self._want_var = self.session.plan, {}
+        return self._want_var
+
     def wants_variable(self, name: str) -> bool:
-        """``plan.wants_variable``, remembered per name (a step asks for every leaf)."""
-        plan = self.session.plan
-        if plan is not self._plan:
-            self._plan, self._want_var = plan, {}
-        try:
-            return self._want_var[name]
-        except KeyError:
-            got = self._want_var[name] = bool(plan.full or plan.wants_variable(name))
-            return got
+        wanted = self._wanted()
+        got = wanted.get(name)
+        if got is None:
+            plan = self.session.plan
+            got = wanted[name] = bool(plan.full or plan.wants_variable(name))
+        return got
 
     # -- thread-local stacks ----------------------------------------------------------------
     def frames(self) -> list[Frame]:
@@ -182,16 +185,19 @@ class JaxAdapter:
         if self._pending:
             self.flush()
         kit, seen, emit, now = self.kit, self.var_fp, self.session.emit, self.session.now
-        tracer, wants = kit.Tracer, self.wants_variable
+        tracer, wants = kit.Tracer, self._wanted()
         for name, leaf in pairs:
-            if isinstance(leaf, tracer) or not wants(name):
+            if isinstance(leaf, tracer):
                 continue
-            fp = kit.fingerprint(leaf)
+            want = wants.get(name)
+            if not (self.wants_variable(name) if want is None else want):
+                continue
+            fp, meta = kit.state_of(leaf)
             known = name in seen
             if known and seen[name] == fp:
                 continue
             seen[name] = fp
-            attrs = kit.var_attrs(leaf, fp, self.grad_fp.get(name))
+            attrs = kit.attrs_of(meta, fp, self.grad_fp.get(name))
             emit(VarState(t=now(), name=name, vtype="jax.Array", attrs=attrs,
                           call=call if known else 0))
 

@@ -215,9 +215,22 @@ class ArrayKit:
     def var_attrs(self, x: Any, data_fp: str | None, grad_fp: str | None) -> dict[str, Any]:
         """Flat ``VarState`` attributes of a concrete array leaf whose fingerprint is
         ``data_fp``."""
-        m = self.meta(x)
+        return self.attrs_of(self.meta(x), data_fp, grad_fp)
+
+    @staticmethod
+    def attrs_of(m: ArrayMeta, data_fp: str | None, grad_fp: str | None) -> dict[str, Any]:
         attrs: dict[str, Any] = {"data": data_fp, "grad": grad_fp, "dtype": m.dtype,
                                  "shape": list(m.shape), "device": m.device}
         if m.sharding is not None:
             attrs["sharding"] = m.sharding
         return attrs
+
+    def state_of(self, x: Any) -> tuple[str | None, ArrayMeta]:
+        """Fingerprint and metadata of a concrete array leaf with one cache lookup (a
+        training step reads every tracked leaf twice: as input and as output)."""
+        if not isinstance(x, self.Array):
+            return content_fingerprint(np.asarray(x)), self._meta_of(x)
+        e = self._entry(x)
+        if e[2] is _UNREAD:
+            e[2] = self._device_fp(x, e[1])
+        return e[2], e[1]

@@ -21,7 +21,9 @@ view) needs the step's results, so it is deferred with the rest of the call's ta
 results' state events, its return, the step it completes), which runs just before the next
 event of the process — at the next jitted call once that is dispatched, at the next observed
 API call, or at the session's end. The probe never waits for the step it just dispatched,
-JAX's asynchronous dispatch keeps running ahead, and the events keep their order.
+JAX's asynchronous dispatch keeps running ahead, and the events keep their order. The
+argument signature that picks the call's trace profile is only built when the function has
+more than one compiled program.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class JitInfo:
     profiles: dict[Any, Profile] = field(default_factory=dict)
     last: Profile | None = None
     donates: bool = False  # donate_argnums/argnames: arguments are gone after the call
+    programs: int = -2  # compiled programs right after the only profile was recorded
     positional: tuple[str, ...] | None = None  # names when every parameter is a plain one
 
     def __post_init__(self) -> None:
@@ -113,7 +116,7 @@ class JitInfo:
 class Pre:
     named: dict[str, Any]
     args: dict[str, Any] | None  # summarized after the call unless it donates them
-    key: Any
+    flat: dict[str, tuple[list[Any], Any]]
     roots: dict[Any, str]
     cache_size: int
     inputs: list[tuple[str, Any]] | None  # tracked input leaves, read after dispatch
@@ -183,7 +186,6 @@ class JitProbe:
         flat = {name: ad.jtu.tree_flatten(value) for name, value in named.items()}
         if any(ad.kit.any_tracer(leaves) for leaves, _ in flat.values()):
             return None  # under grad/vmap of eager code: nothing concrete to observe here
-        key = _signature_key(flat)
         roots: dict[Any, str] = {}
         inputs: list[tuple[str, Any]] = []
         for name, (leaves, treedef) in flat.items():
@@ -193,11 +195,11 @@ class JitProbe:
             inputs += ad.namer.pairs_flat(named[name], leaves, treedef, root)
         if info.donates:  # read before the call: it deletes its arguments
             ad.observe_vars(inputs, 0)
-            return Pre(named=named, args=self._args(info, named), key=key, roots=roots,
+            return Pre(named=named, args=self._args(info, named), flat=flat, roots=roots,
                        cache_size=_cache_size(wrapped), inputs=None)
         # Without donation the arguments outlive the call: read them (and emit the call's
         # start) after dispatching it, while the compiled step runs.
-        return Pre(named=named, args=None, key=key, roots=roots,
+        return Pre(named=named, args=None, flat=flat, roots=roots,
                    cache_size=_cache_size(wrapped), inputs=inputs)
 
     def _args(self, info: JitInfo, named: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +215,9 @@ class JitProbe:
         ad = self.ad
         if frame.entries or (info.last is None and _cache_size(wrapped) != pre.cache_size):
             # JAX traced f just now
-            info.profiles[pre.key] = info.last = Profile.of(frame.entries)
-        profile = info.profiles.get(pre.key, info.last) or NO_PROFILE
+            info.profiles[_signature_key(pre.flat)] = info.last = Profile.of(frame.entries)
+            info.programs = _cache_size(wrapped) if len(info.profiles) == 1 else -2
+        profile = _profile(info, pre)
         # The previous jitted call's tail first (its results are ready, or nearly: this call
         # runs after it), then this call's inputs: known leaves, cached fingerprints.
         ad.flush()
@@ -225,20 +228,21 @@ class JitProbe:
             ad.end(ad.start(api, args))
         pairs = self._out_vars(pre, out)
         ad.leave(pre.cid)  # returned to the caller; its tail is emitted later
-        ad.defer(functools.partial(self._tail, pre.cid, out, pairs, profile.updates))
+        ret = out if ad.session.plan.wants_api(info.api) else None
+        ad.defer(functools.partial(self._tail, pre.cid, ret, pairs, profile.updates))
 
-    def _tail(self, cid: int, out: Any, pairs: list[tuple[str, Any]], updates: bool) -> None:
+    def _tail(self, cid: int, ret: Any, pairs: list[tuple[str, Any]], updates: bool) -> None:
         """What needs the call's results (it waits for the compiled step): the state of the
         tracked output leaves, the result summary, and the step the call completes."""
         ad = self.ad
         ad.observe_vars(pairs, cid)
-        ad.emit_end(cid, ret=ad.summarize(out, False))
+        ad.emit_end(cid, ret=None if ret is None else ad.summarize(ret, False))
         ad.ensure_rank()
         if updates:
             ad.advance_step()
 
     def _failed(self, info: JitInfo, pre: Pre, exc: BaseException) -> None:
-        self._start(info, pre, info.profiles.get(pre.key, info.last) or NO_PROFILE)
+        self._start(info, pre, _profile(info, pre))
         self.ad.end(pre.cid, exc=exc)
 
     def _stage(self, profile: Profile) -> None:
@@ -256,6 +260,16 @@ class JitProbe:
             root = pre.roots.get(treedef) if pre.roots else None
             pairs += ad.namer.pairs_flat(part, leaves, treedef, root)
         return pairs
+
+
+def _profile(info: JitInfo, pre: Pre) -> Profile:
+    """The profile of the program this call ran. With one profile recorded and no program
+    compiled since, it is that one (no need to build the call's signature key)."""
+    if info.last is None:
+        return NO_PROFILE
+    if len(info.profiles) == 1 and pre.cache_size == info.programs >= 0:
+        return info.last
+    return info.profiles.get(_signature_key(pre.flat), info.last)
 
 
 def _signature_key(flat: dict[str, tuple[list[Any], Any]]) -> Any:
