@@ -14,6 +14,7 @@ A wrapped API runs in one of two modes:
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class JaxAdapter:
         # The tail of the last jitted call (its results' state events, its return, the step
         # it completes), run before anything else is emitted: see ``defer``.
         self._pending: list[Callable[[], None]] = []
+        # a forked child (a data-loading worker) must not emit its parent's step
+        os.register_at_fork(after_in_child=self._pending.clear)
         self._plan: Any = None
         self._want_var: dict[str, bool] = {}
 
