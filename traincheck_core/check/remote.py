@@ -1,14 +1,12 @@
 """Online checking in a separate checker process, off the training thread.
 
 The training thread only encodes each event into a buffer (the same msgpack frames as the
-trace). A sender thread takes the buffer and writes it down a pipe to the checker process
-when the training thread marks a meta update (a new step or stage) and at least every 50 ms,
-so the checker sees a step's events while the next step runs; the training thread itself
-never writes to the pipe. Writes never block: what the pipe cannot take now waits. The
-checker process (:mod:`~traincheck_core.check.worker`) runs the same :class:`CheckEngine`
-on another core and sends violations back; a thread here reports them (stderr line,
-``violations.jsonl``, ``traincheck_violation`` hook) a few milliseconds after the step that
-shows them.
+trace); the buffer goes down a pipe to the checker process at every meta update (a new step
+or stage) and from a timer, so the checker sees a step's events while the next step runs.
+Writes never block: what the pipe cannot take now waits in the buffer. The checker process
+(:mod:`~traincheck_core.check.worker`) runs the same :class:`CheckEngine` on another core
+and sends violations back; a thread here reports them (stderr line, ``violations.jsonl``,
+``traincheck_violation`` hook) a few milliseconds after the step that shows them.
 
 ``raise`` raises :class:`~traincheck_core.ViolationError` from the next traced call on the
 training thread, ``stop`` ends the process from the reporting thread: both land a little
@@ -78,11 +76,8 @@ class ProcessChecker(Reporter):
         except OSError:
             pass  # not Linux, or over the system's limit: the default pipe works too
         self._enc = msgspec.msgpack.Encoder()
-        self._buf = bytearray()  # frames the training thread added since the last take
-        self._lock = threading.RLock()  # guards _buf only: held for an append or a swap
-        self._out = bytearray()  # frames taken for the pipe, not yet written (the sender's)
-        self._send_lock = threading.Lock()  # one writer at a time: sender thread or finish
-        self._wake = threading.Event()  # the training thread asks for a send
+        self._buf = bytearray()
+        self._lock = threading.RLock()
         self._raise: Violation | None = None
         self._step: object = None  # the last step seen, for messages
         self._done = threading.Event()
@@ -111,30 +106,17 @@ class ProcessChecker(Reporter):
         data = self._enc.encode(event)
         with self._lock:
             self._buf += len(data).to_bytes(4, "little") + data
-            size = len(self._buf)
-        if type(event) is MetaUpdate:
-            self._step = event.values.get("step", self._step)
-            self._wake.set()
-        elif size >= SEND_BYTES:
-            self._wake.set()
-
-    def _take(self) -> None:
-        """Move what the training thread buffered behind what is waiting for the pipe."""
-        with self._lock:
-            if not self._buf:
-                return
-            if self._out:
-                self._out += self._buf
-                self._buf = bytearray()
-            else:
-                self._out, self._buf = self._buf, bytearray()
+            if type(event) is MetaUpdate:
+                self._step = event.values.get("step", self._step)
+                self._send()
+            elif len(self._buf) >= SEND_BYTES:
+                self._send()
 
     def _send(self, *, until: float | None = None) -> None:
         """Write what the pipe takes now; with ``until`` (a monotonic deadline), wait for the
         checker to take all of it."""
-        with self._send_lock:
-            self._take()
-            if self.off or not self._out:
+        with self._lock:
+            if self.off or not self._buf:
                 return
             try:
                 sent = self._write_some(until)
@@ -143,16 +125,13 @@ class ProcessChecker(Reporter):
                 self._turn_off(f"the checker process {self._proc.pid} stopped reading "
                                f"({exc}; exit status {self._proc.poll()})")
                 return
-            del self._out[:sent]
-            if len(self._out) > BACKLOG_LIMIT:
-                self._turn_off(f"the checker process fell {len(self._out) >> 20} MB behind "
+            del self._buf[:sent]
+            if len(self._buf) > BACKLOG_LIMIT:
+                self._turn_off(f"the checker process fell {len(self._buf) >> 20} MB behind "
                                "the training")
 
-    def _unsent(self) -> int:
-        return len(self._out) + len(self._buf)
-
     def _write_some(self, until: float | None) -> int:
-        with memoryview(self._out) as view:
+        with memoryview(self._buf) as view:
             sent = 0
             while sent < len(view):
                 try:
@@ -172,12 +151,9 @@ class ProcessChecker(Reporter):
                 pass
 
     def _send_loop(self) -> None:
-        while not self._stop_timer.is_set():
-            self._wake.wait(SEND_EVERY)
-            self._wake.clear()
-            if self._stop_timer.is_set():
-                return  # the end of the run sends the rest itself
-            self._send()
+        while not self._stop_timer.wait(SEND_EVERY):
+            if self._buf:
+                self._send()
 
     def _raise_now(self) -> None:
         v, self._raise = self._raise, None
@@ -223,16 +199,15 @@ class ProcessChecker(Reporter):
     # -- end of run --------------------------------------------------------------------------
     def _finish(self) -> tuple[list[Violation], CheckResult] | None:
         self._stop_timer.set()
-        self._wake.set()
         if self.off or threading.current_thread() is self._reader:
             self._proc.kill()  # cut off from the run (the user was told), or ``stop`` now
             self._proc.wait()
             return None
         deadline = time.monotonic() + FINISH_TIMEOUT
         self._send(until=deadline)
-        if self._unsent() and not self.off:
+        if self._buf and not self.off:
             self._turn_off(f"the checker process did not take the run's last "
-                           f"{self._unsent() >> 10} KB of events in {FINISH_TIMEOUT:.0f} s")
+                           f"{len(self._buf) >> 10} KB of events in {FINISH_TIMEOUT:.0f} s")
             self._proc.kill()
         try:
             self._proc.stdin.close()  # type: ignore[union-attr]
