@@ -78,9 +78,12 @@ def traincheck_instrument(session: Session, plan: InstrumentationPlan) -> None:
     """Install instrumentation according to ``plan``.
 
     ``plan.full`` asks for everything the adapter can observe; otherwise ``plan.apis``,
-    ``plan.variables`` and ``plan.attributes`` name what the deployed invariants need.
-    Must be idempotent (a second call changes nothing) and fail open: an error here is logged
-    and the plugin is disabled, the user's program still runs.
+    ``plan.variables`` and ``plan.attributes`` name what the deployed invariants need, and
+    ``plan.content_mode(attr, static)`` says whether a variable's fingerprint attribute
+    (``data``, ``grad``) is compared at every observation, only at step ends, or not at all
+    (then any fixed token for "set" will do). Must be idempotent (a second call changes
+    nothing) and fail open: an error here is logged and the plugin is disabled, the user's
+    program still runs.
     """
 
 
