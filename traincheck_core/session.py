@@ -31,6 +31,7 @@ import pluggy
 
 from . import __version__
 from .config import SESSION_ENV, Config
+from .errors import ViolationError
 from .events import SCHEMA_VERSION, Event, Header, MetaUpdate, MetaValue, Summary
 from .plugins.manager import PluginInfo, make_plugin_manager
 from .summary import SummaryRegistry
@@ -242,7 +243,13 @@ class Session:
         return getattr(self._tls, "off", False)
 
     def probe_failed(self, probe: str, exc: BaseException) -> None:
-        """Switch ``probe`` off after an internal error, logging it once."""
+        """Switch ``probe`` off after an internal error, logging it once.
+
+        A :class:`ViolationError` is not an internal error: ``--on-violation raise`` meant it
+        for the user's loop, so it is raised again (adapters call this from their ``except``
+        blocks, so it leaves the probe there)."""
+        if isinstance(exc, ViolationError):
+            raise exc
         self.disabled_probes.add(probe)
         self.log_once(f"probe:{probe}",
                       f"instrumentation probe {probe!r} failed and is now off "
