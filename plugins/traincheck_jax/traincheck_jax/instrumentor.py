@@ -110,6 +110,8 @@ class Instrumentor:
 
         ad = self._ensure_adapter()
         self.patches.set(jax, "jit", JitProbe(ad, jax.jit).make_jit())
+        if hasattr(jax, "pmap"):
+            self.patches.set(jax, "pmap", JitProbe(ad, jax.pmap, "pmap").make_jit())
         install_jax(ad, jax, self.patches)
 
     def _on_optax(self, optax: Any) -> None:

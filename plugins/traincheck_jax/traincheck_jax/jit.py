@@ -1,4 +1,4 @@
-"""Calls of ``jax.jit``-compiled functions, observed at their call boundary.
+"""Calls of ``jax.jit``- and ``jax.pmap``-compiled functions, observed at their call boundary.
 
 ``jax.jit(f)`` returns the real compiled function inside a transparent ``wrapt`` proxy
 (``.lower``, ``.trace``, ``.clear_cache`` keep working); nothing is added to ``f`` or to the
@@ -124,11 +124,14 @@ class Pre:
 
 
 class JitProbe:
-    """Replaces ``jax.jit`` with a function returning observed compiled functions."""
+    """Replaces ``jax.jit`` (or ``jax.pmap``: ``kind``) with a function returning observed
+    compiled functions. A ``pmap``-compiled call is observed exactly like a jitted one: its
+    replicated arguments and results are pytrees like any other (with a leading device axis)."""
 
-    def __init__(self, ad: JaxAdapter, original: Any) -> None:
+    def __init__(self, ad: JaxAdapter, original: Any, kind: str = "jit") -> None:
         self.ad = ad
         self.original = original
+        self.kind = kind
 
     def make_jit(self) -> Any:
         original = self.original
@@ -141,7 +144,7 @@ class JitProbe:
             if self.ad.bypass("jit") or called_from_library():
                 return jitted
             try:
-                info = JitInfo(api=f"jax.jit.{_qualname(fun)}", sig=_signature(fun),
+                info = JitInfo(api=f"jax.{self.kind}.{_qualname(fun)}", sig=_signature(fun),
                                donates=_donates(kw))
                 return wrapt.FunctionWrapper(jitted, functools.partial(self._call, info))
             except Exception as exc:

@@ -38,10 +38,10 @@ def traincheck_uninstrument(session: Any) -> None:
     INSTRUMENTOR.uninstrument()
 
 
-#: Fixed API names; ``jax.jit.<qualname>``, ``jax.grad.<qualname>`` and
-#: ``jax.value_and_grad.<qualname>`` are families named after the user's function.
+#: Fixed API names; ``jax.jit.<qualname>``, ``jax.pmap.<qualname>``, ``jax.grad.<qualname>``
+#: and ``jax.value_and_grad.<qualname>`` are families named after the user's function.
 API_CATALOG = (
-    "jax.jit.*", "jax.grad.*", "jax.value_and_grad.*",
+    "jax.jit.*", "jax.pmap.*", "jax.grad.*", "jax.value_and_grad.*",
     "jax.random.PRNGKey", "jax.random.key", "jax.random.split", "jax.random.fold_in",
     "optax.GradientTransformation.init", "optax.GradientTransformation.update",
     "optax.apply_updates", "flax.linen.Module.apply", "flax.linen.Dropout.__call__",
