@@ -4,7 +4,8 @@ Probes use torch's own hook points where they exist (global module forward hooks
 optimizer step hooks, ``register_post_accumulate_grad_hook``) and reversible wrapt patches
 elsewhere (see :mod:`.catalog`). Every probe fails open: an exception inside it is reported with
 ``session.probe_failed`` (logged once, that probe switched off) and never reaches the training
-loop; :class:`traincheck_core.ViolationError` is let through on purpose. All of traincheck's own
+loop; :class:`traincheck_core.ViolationError` is let through on purpose (``probe_failed``
+raises it again). All of traincheck's own
 tensor work runs inside ``session.suppressed()`` and ``torch.no_grad()``.
 """
 
@@ -24,7 +25,6 @@ from traincheck_core import (
     Scalar,
     Session,
     Summary,
-    ViolationError,
     type_name,
 )
 
@@ -216,8 +216,6 @@ class TorchInstrumentor:
             for key, a in zip(ARG_KEYS, args, strict=False):  # at most MAX_ARGS
                 summary[key] = summarize_value(s, a, names, 1)
             tr.start(FORWARD, summary, id(mod))
-        except ViolationError:
-            raise
         except Exception as exc:
             self._failed(FORWARD, exc)
         return None
@@ -249,8 +247,6 @@ class TorchInstrumentor:
             if not tr.stack() and mod.training and self._observe_vars:
                 self._observe_buffers(mod, cid)
             tr.end(cid, summarize_value(s, out, self.vars.module_names, 1))
-        except ViolationError:
-            raise
         except Exception as exc:
             self._failed(FORWARD, exc)
         return None
@@ -274,8 +270,6 @@ class TorchInstrumentor:
                 name = self.vars.opt_name(opt)
             self.tracer.start(STEP, {"self": ObjSummary(type_name(opt), {"name": Scalar(name)})},
                               id(opt))
-        except ViolationError:
-            raise
         except Exception as exc:
             self._failed(STEP, exc)
         return None
@@ -296,8 +290,6 @@ class TorchInstrumentor:
                     self.vars.observe_optimizer(opt, cid, self.meta.ends_step(opt))
             self.tracer.end(cid)
             self.meta.after_step(opt)
-        except ViolationError:
-            raise
         except Exception as exc:
             self._failed(STEP, exc)
         return None
@@ -324,8 +316,6 @@ class TorchInstrumentor:
                 if prepare is not None:
                     args, kwargs = prepare(args, kwargs)
                 cid = tr.start(api, self._args(instance, args, kwargs), 0)
-            except ViolationError:
-                raise
             except Exception as exc:
                 self._failed(api, exc)
                 return wrapped(*args, **kwargs)
@@ -340,8 +330,6 @@ class TorchInstrumentor:
                     with self.quiet():
                         post(instance, args, kwargs, ret, cid)
                 tr.end(cid, self._ret(ret))
-            except ViolationError:
-                raise
             except Exception as exc:
                 self._failed(api, exc)
             return ret
