@@ -157,7 +157,7 @@ class Session:
         self._logged: set[str] = set()
         self._tls = threading.local()
         self._ids = iter(range(1, 1 << 62)).__next__
-        self._sinks: list[Callable[[Event], None]] = []
+        self._sinks: list[tuple[Callable[..., None], bool]] = []  # (sink, takes frames)
         self.violations: list[Any] = []
         self.closed = False
         self.writer = self._open_writer()
@@ -193,16 +193,22 @@ class Session:
     def next_call_id(self) -> int:
         return self._ids()
 
-    def add_sink(self, sink: Callable[[Event], None]) -> None:
-        """Also deliver every event to ``sink`` (the online checker). Add sinks before
-        instrumenting: adapters may cache ``session.emit``."""
-        self._sinks.append(sink)
-        write, sinks = self.writer.emit, tuple(self._sinks)
+    def add_sink(self, sink: Callable[..., None], *, frames: bool = False) -> None:
+        """Also deliver every event to ``sink`` (the online checker): ``sink(event)``, or with
+        ``frames`` ``sink(event, frame)``, where ``frame`` is the event as the trace writer
+        encoded it (``None`` once the trace is closed). Add sinks before instrumenting:
+        adapters may cache ``session.emit``."""
+        self._sinks.append((sink, frames))
+        write = self.writer.emit
+        plain = tuple(s for s, f in self._sinks if not f)
+        framed = tuple(s for s, f in self._sinks if f)
 
         def emit(event: Event) -> None:
-            write(event)
-            for s in sinks:
+            frame = write(event)
+            for s in plain:
                 s(event)
+            for s in framed:
+                s(event, frame)
 
         self.emit = emit
 
@@ -284,8 +290,8 @@ class Session:
         self.writer = self._open_writer()
         self.emit = self.writer.emit
         sinks, self._sinks = self._sinks, []
-        for s in sinks:
-            self.add_sink(s)
+        for s, frames in sinks:
+            self.add_sink(s, frames=frames)
 
 
 _MISSING = object()

@@ -11,6 +11,7 @@ evaluation with dropout off and BatchNorm's running statistics (``train=False``)
 BatchNorm statistics) with ``flax.serialization.to_bytes``, into memory. Prints one JSON line
 like ``loop.py``: wall-clock, process-CPU and training-thread-CPU seconds of every timed
 iteration (evaluation and checkpoint included; an iteration ends when its results are ready).
+THREADS > 0 confines the process to that many cores, as in ``workloads_jax.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collection"))
-from workloads_jax import BATCH, Timer, n_params, setup  # noqa: E402
+from workloads_jax import BATCH, Timer, limit_threads, n_params, setup  # noqa: E402
 
 EVAL_EVERY = 5
 CKPT_EVERY = 10
@@ -27,6 +28,7 @@ CKPT_EVERY = 10
 
 def main() -> None:
     name, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    limit_threads(sys.argv)
     import jax
     from flax import serialization
 

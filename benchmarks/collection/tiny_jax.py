@@ -12,7 +12,8 @@ probe adds per step shows; reported in their own rows, next to the three models 
   clipping;
 * ``eager_optax``: the same model without ``jit`` (every Optax call observed eagerly).
 
-Prints one JSON line like ``workloads_jax.py`` (a step ends when its outputs are ready).
+Prints one JSON line like ``workloads_jax.py`` (a step ends when its outputs are ready);
+THREADS as there.
 The same script serves the collection and the checking benchmark.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from workloads_jax import Timer
+from workloads_jax import Timer, limit_threads
 
 EVAL_EVERY = 5  # flax_mlp evaluates (dropout off) every this many steps
 
@@ -120,6 +121,7 @@ WORKLOADS = ("flax_mlp", "optax_mlp", "eager_optax")
 
 def main() -> None:
     name, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    limit_threads(sys.argv)
     import jax
 
     if name not in WORKLOADS:

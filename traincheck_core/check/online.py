@@ -67,14 +67,15 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
     if followed:  # it reads this trace while we write it: write often enough to be timely
         session.writer.set_interval(FOLLOW_INTERVAL)
     checker: Reporter
-    if use_checker_process(session.config):
+    frames = use_checker_process(session.config)  # its pipe takes the trace's frames
+    if frames:
         from .remote import ProcessChecker
 
         checker = ProcessChecker(session, skip_cross_process=followed)
     else:
         checker = OnlineChecker(session, checked_here(invariants, relations, followed),
                                 relations)
-    session.add_sink(checker.sink)
+    session.add_sink(checker.sink, frames=frames)
     session.pm.register(checker, name=f"traincheck-online-checker-{id(checker)}")
     unknown = sorted({i.relation for i in invariants} - set(relations))
     if unknown:

@@ -31,6 +31,7 @@ from ..config import SESSION_ENV
 from ..errors import ViolationError
 from ..events import Event, MetaUpdate
 from ..invariants import Violation
+from ..trace.format import LENGTH
 from .channel import (
     MESSAGES,
     Failed,
@@ -98,14 +99,18 @@ class ProcessChecker(Reporter):
                              f"{READY_TIMEOUT:.0f} s; training starts, checks follow when it is")
 
     # -- the hot path ------------------------------------------------------------------------
-    def sink(self, event: Event) -> None:
+    def sink(self, event: Event, frame: bytes | None = None) -> None:
+        """Queue ``event`` for the checker; ``frame``: the trace writer's encoding of it (the
+        same length-prefixed msgpack frame), so the event is not encoded a second time."""
         if self.off:
             return
         if self._raise is not None:
             self._raise_now()
-        data = self._enc.encode(event)
+        if frame is None:
+            data = self._enc.encode(event)
+            frame = LENGTH.pack(len(data)) + data
         with self._lock:
-            self._buf += len(data).to_bytes(4, "little") + data
+            self._buf += frame
             if type(event) is MetaUpdate:
                 self._step = event.values.get("step", self._step)
                 self._send()

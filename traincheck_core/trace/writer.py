@@ -69,15 +69,19 @@ class TraceWriter:
         """Events emitted so far (written or queued)."""
         return self._written + len(self._frames)
 
-    def emit(self, event: Event) -> None:
-        """Append one event; cheap, thread-safe, never raises for a closed writer."""
+    def emit(self, event: Event) -> bytes | None:
+        """Append one event; cheap, thread-safe, never raises for a closed writer. Returns
+        the frame (length and msgpack, as in the file), or ``None`` once closed: the online
+        checker's pipe carries the same frames, so an event is encoded once for both."""
         if self._closed:
-            return
+            return None
         data = self._enc.encode(event)
-        self._frames.append(LENGTH.pack(len(data)) + data)
+        frame = LENGTH.pack(len(data)) + data
+        self._frames.append(frame)
         self._queued += len(data)
         if self._queued >= self._limit:
             self.flush()
+        return frame
 
     def flush(self) -> None:
         """Write everything queued so far to the file."""

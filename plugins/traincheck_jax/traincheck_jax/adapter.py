@@ -276,10 +276,20 @@ class JaxAdapter:
         def finish() -> None:
             if after is not None and not traced:
                 after(cid, out)
-            self.end(cid, ret=self.summarize(out, traced) if keep_ret else None)
+            if keep_ret and not traced:
+                # Summarizing the result reads it, which waits for JAX to compute it (tens of
+                # microseconds for a PRNG split): like a jitted call's tail, the return is
+                # emitted just before the next event, when the result is needed anyway.
+                self.leave(cid)
+                self.defer(functools.partial(self._emit_ret, cid, out))
+            else:
+                self.end(cid, ret=self.summarize(out, traced) if keep_ret else None)
 
         self._safe(probe, finish)
         return out
+
+    def _emit_ret(self, cid: int, out: Any) -> None:
+        self.emit_end(cid, ret=self.summarize(out, False))
 
     def _safe(self, probe: str, work: Callable[[], Any]) -> None:
         try:

@@ -57,6 +57,13 @@ class ArrayMeta(NamedTuple):
     extra: dict[str, Any]  # TensorSummary.extra (prng_key, a non-trivial sharding)
     key: bool  # a typed PRNG key array (fingerprinted through its key data)
     readable: bool  # every shard is addressable from this process
+    base: dict[str, Any]  # the VarState attributes besides the fingerprints (never mutated)
+
+
+class _KeyedRef(weakref.ref):
+    """A weak reference that knows its array's key in the cache (one callback for all)."""
+
+    __slots__ = ("key",)
 
 
 class ArrayKit:
@@ -72,6 +79,10 @@ class ArrayKit:
         # per live JAX array: [weakref, ArrayMeta, fingerprint or _UNREAD]
         self._seen: dict[int, list[Any]] = {}
         self._meta: dict[Any, ArrayMeta] = {}
+        # (shape, dtype, id(sharding)) -> (sharding, meta): hashing and comparing a JAX
+        # sharding runs Python (microseconds per leaf); its identity is enough while the
+        # entry holds the sharding alive (so its id cannot be reused)
+        self._meta_by_id: dict[tuple[Any, Any, int], tuple[Any, ArrayMeta]] = {}
         self._dtype_names: dict[Any, str] = {}
 
     # -- classification ------------------------------------------------------------------
@@ -104,18 +115,19 @@ class ArrayKit:
         e = self._seen.get(key)
         if e is not None and e[0]() is x:
             return e
-        seen = self._seen
-
-        def forget(_ref: Any, k: int = key) -> None:
-            seen.pop(k, None)
-
         try:
-            ref = weakref.ref(x, forget)
+            ref = _KeyedRef(x, self._forget)
         except TypeError:  # an array type without weak references: nothing is kept
             return [None, self._meta_of(x), _UNREAD]
+        ref.key = key
         e = [ref, self._meta_of(x), _UNREAD]
-        seen[key] = e
+        self._seen[key] = e
         return e
+
+    def _forget(self, ref: Any) -> None:
+        e = self._seen.get(ref.key)
+        if e is not None and e[0] is ref:
+            del self._seen[ref.key]
 
     def meta(self, x: Any) -> ArrayMeta:
         """:class:`ArrayMeta` of a concrete array (JAX or NumPy)."""
@@ -125,6 +137,19 @@ class ArrayKit:
 
     def _meta_of(self, x: Any) -> ArrayMeta:
         sharding = None if isinstance(x, np.ndarray) else getattr(x, "sharding", None)
+        if sharding is not None:
+            fast = (x.shape, x.dtype, id(sharding))
+            hit = self._meta_by_id.get(fast)
+            if hit is not None and hit[0] is sharding:
+                return hit[1]
+            m = self._meta_by_key(x, sharding)
+            if len(self._meta_by_id) >= _META_CACHE_MAX:
+                self._meta_by_id.clear()
+            self._meta_by_id[fast] = (sharding, m)
+            return m
+        return self._meta_by_key(x, None)
+
+    def _meta_by_key(self, x: Any, sharding: Any) -> ArrayMeta:
         k = (x.shape, x.dtype, sharding)
         try:
             return self._meta[k]
@@ -145,8 +170,13 @@ class ArrayKit:
         if sharding is not None and type(sharding).__name__ != "SingleDeviceSharding":
             extra["sharding"] = str(sharding)
         readable = bool(getattr(x, "is_fully_addressable", True))
-        return ArrayMeta(self.dtype_of(x), shape, math.prod(shape), self.device_of(x),
-                         None if sharding is None else str(sharding), extra, key, readable)
+        dtype, device = self.dtype_of(x), self.device_of(x)
+        text = None if sharding is None else str(sharding)
+        base: dict[str, Any] = {"dtype": dtype, "shape": list(shape), "device": device}
+        if text is not None:
+            base["sharding"] = text
+        return ArrayMeta(dtype, shape, math.prod(shape), device, text, extra, key, readable,
+                         base)
 
     # -- fingerprints ----------------------------------------------------------------------
     def fingerprint(self, x: Any) -> str | None:
@@ -219,11 +249,7 @@ class ArrayKit:
 
     @staticmethod
     def attrs_of(m: ArrayMeta, data_fp: str | None, grad_fp: str | None) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"data": data_fp, "grad": grad_fp, "dtype": m.dtype,
-                                 "shape": list(m.shape), "device": m.device}
-        if m.sharding is not None:
-            attrs["sharding"] = m.sharding
-        return attrs
+        return {"data": data_fp, "grad": grad_fp, **m.base}
 
     def state_of(self, x: Any) -> tuple[str | None, ArrayMeta]:
         """Fingerprint and metadata of a concrete array leaf with one cache lookup (a
