@@ -212,6 +212,13 @@ class Session:
 
         self.emit = emit
 
+    @property
+    def frames_only(self) -> bool:
+        """No sink in this process reads event objects: every event is only encoded (for the
+        trace and the checker process). An adapter may then emit pre-encoded constant parts
+        (``msgspec.Raw``) that encode to the same bytes."""
+        return all(frames for _, frames in self._sinks)
+
     # -- meta variables --------------------------------------------------------------------
     def set_meta(self, **values: MetaValue) -> None:
         """Adapters report meta variables here; keys the user annotated are left alone."""

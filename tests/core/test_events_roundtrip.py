@@ -64,3 +64,35 @@ def test_secrets_never_in_header(tmp_path, monkeypatch) -> None:
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("*.tctrace"))
     assert b"s3cr3t-value" not in raw
     assert b"MY_API_TOKEN" not in raw
+
+
+def test_frame_sinks_get_the_trace_bytes_and_raw_parts_encode_alike(tmp_path) -> None:
+    """A frame sink (the checker process's pipe) receives each event exactly as the trace
+    file holds it, so it is encoded once; a pre-encoded ``msgspec.Raw`` part gives the same
+    bytes and decodes to the same event."""
+    import msgspec
+
+    from traincheck_core.config import Config
+    from traincheck_core.plugins.manager import make_plugin_manager
+    from traincheck_core.session import Session
+
+    pm, infos = make_plugin_manager(None, autoload=False)
+    s = Session(Config(output=str(tmp_path)), pm, infos)
+    assert s.frames_only  # no sink yet
+    frames: list[bytes] = []
+    s.add_sink(lambda event, frame: frames.append(frame), frames=True)
+    assert s.frames_only
+    call = next(e for e in SAMPLES if isinstance(e, ev.CallStart))
+    raw_args = msgspec.Raw(msgspec.msgpack.encode(call.args))
+    s.emit(call)
+    s.emit(msgspec.structs.replace(call, args=raw_args))
+    assert frames[0] == frames[1]
+    seen: list = []
+    s.add_sink(seen.append)  # a sink reading event objects: no Raw parts then
+    assert not s.frames_only
+    s.writer.close()
+    [path] = tmp_path.glob("*.tctrace")
+    data = path.read_bytes()
+    assert data.count(frames[0]) == 2
+    got = [e for e in TraceFile(path).read_all() if isinstance(e, ev.CallStart)]
+    assert got == [call, call]

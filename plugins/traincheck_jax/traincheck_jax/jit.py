@@ -33,6 +33,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import wrapt
 
 from traincheck_core import Scalar
@@ -51,6 +52,7 @@ from .pytrees import var_root
 __all__ = ["JitProbe"]
 
 IN_JIT = Scalar(True)
+_ENCODER = msgspec.msgpack.Encoder()
 
 
 @dataclass
@@ -62,16 +64,21 @@ class Profile:
     calls: list[tuple[str, dict[str, Any]]]
     stage: str | None = None
     updates: bool = False
-    _for_plan: tuple[Any, list[tuple[str, dict[str, Any]]]] | None = None
+    _for_plan: tuple[Any, bool, list[tuple[str, Any]]] | None = None
 
-    def replayed(self, plan: Any) -> list[tuple[str, dict[str, Any]]]:
+    def replayed(self, plan: Any, raw: bool = False) -> list[tuple[str, Any]]:
         """The recorded calls the plan wants (all of them when it is full): an API no
-        deployed invariant names is not replayed at all (its events would be dropped)."""
+        deployed invariant names is not replayed at all (its events would be dropped).
+        ``raw``: nothing in this process reads the events, so each call's arguments (fixed
+        when JAX traced the function, up to kilobytes of pytree summaries) come encoded
+        once, as ``msgspec.Raw``, instead of being encoded again at every step."""
         cached = self._for_plan
-        if cached is None or cached[0] is not plan:
-            calls = [c for c in self.calls if plan.wants_api(c[0])]
-            cached = self._for_plan = (plan, calls)
-        return cached[1]
+        if cached is None or cached[0] is not plan or cached[1] is not raw:
+            calls: list[tuple[str, Any]] = [c for c in self.calls if plan.wants_api(c[0])]
+            if raw:
+                calls = [(api, msgspec.Raw(_ENCODER.encode(args))) for api, args in calls]
+            cached = self._for_plan = (plan, raw, calls)
+        return cached[2]
 
     @classmethod
     def of(cls, entries: list[tuple[str, dict[str, Any]]]) -> Profile:
@@ -227,7 +234,7 @@ class JitProbe:
         if pre.inputs:
             ad.observe_vars(pre.inputs, 0)
         self._start(info, pre, profile)
-        for api, args in profile.replayed(ad.session.plan):
+        for api, args in profile.replayed(ad.session.plan, ad.session.frames_only):
             ad.end(ad.start(api, args))
         pairs = self._out_vars(pre, out)
         ad.leave(pre.cid)  # returned to the caller; its tail is emitted later

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 import wrapt
 
 from traincheck_core import (
@@ -25,6 +26,7 @@ from traincheck_core import (
     Scalar,
     Session,
     Summary,
+    TensorSummary,
     type_name,
 )
 
@@ -301,6 +303,7 @@ class TorchInstrumentor:
         if spec.post in VARIABLE_POSTS and not self._observe_vars:
             post = None  # the plan needs no variable state
         prepare = self._prepare_clip if spec.post == "clip" else None
+        summarize_args = self._init_args if spec.post == "init_tensor" else self._args
         families = self._families
 
         def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -315,7 +318,7 @@ class TorchInstrumentor:
             try:
                 if prepare is not None:
                     args, kwargs = prepare(args, kwargs)
-                cid = tr.start(api, self._args(instance, args, kwargs), 0)
+                cid = tr.start(api, summarize_args(instance, args, kwargs), 0)
             except Exception as exc:
                 self._failed(api, exc)
                 return wrapped(*args, **kwargs)
@@ -353,6 +356,18 @@ class TorchInstrumentor:
             out[key] = summarize_value(s, a, names)
         for k, v in list(kwargs.items())[:MAX_ARGS]:
             out[k] = summarize_value(s, v, names)
+        return out
+
+    def _init_args(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Summary]:
+        """Arguments of ``torch.nn.init.*_``, which overwrite their tensor: its content before
+        the call is whatever the memory held (``torch.empty``), so it gets no fingerprint.
+        Fingerprints of garbage are equal or distinct by chance (fresh zero pages hash
+        alike), and inference would learn relations over them that another run breaks."""
+        out = self._args(instance, args, kwargs)
+        for key in ("0", "tensor"):
+            summary = out.get(key)
+            if isinstance(summary, TensorSummary) and summary.fp is not None:
+                out[key] = msgspec.structs.replace(summary, fp=None)
         return out
 
     def _ret(self, ret: Any) -> Summary | None:
