@@ -25,10 +25,12 @@ the thread that dispatches the jitted step and runs the probes, not XLA's thread
 
 Where the checker runs (``--checker``): ``process`` (the default of ``--on-violation warn``: a
 separate checker process, so the training thread only encodes events) or ``inline`` (on the
-training thread, the default of raise/stop). ``--threads``: torch's intra-op threads in the
-training process; 1 leaves the second core to the checker process (like a GPU host, where the
-training process drives the device from one thread and other cores idle), 0 is torch's default
-(every core busy with training, so the checker process competes with it).
+training thread, the default of raise/stop). ``--threads``: the cores training computes on:
+torch's intra-op threads, and for JAX the cores the process is confined to (XLA ignores its
+thread-count flags, so the JAX loops set their CPU affinity). 1 leaves the second core to the
+checker process (like a GPU host, where the training process drives the device from one thread
+and other cores idle); 0 is the frameworks' default (every core busy with training, so the
+checker process competes with it; XLA's thread pools then make JAX step times bimodal here).
 
 Besides wall-clock time, CPU time: of the training process per step, and in total (training
 process plus checker process, whose CPU time over the run is spread over its steps).
@@ -215,7 +217,8 @@ def main() -> None:
     ap.add_argument("--checker", choices=("process", "inline"), default="process",
                     help="where online checking runs (process: the default of warn)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads of the training process (0: torch default)")
+                    help="cores training computes on: torch intra-op threads, JAX's CPU "
+                    "affinity (0: the frameworks' default, every core)")
     ap.add_argument("--label", default="", help="suffix of the result files")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--render", metavar="JSON", help="only re-write the Markdown of a result")
@@ -304,8 +307,9 @@ def markdown(r: dict) -> str:
              f"(no sampling); {st['repeats']} pairs per workload, {st['steps']} timed steps "
              f"after {st['warmup']} warm-up steps per run. Invariants inferred from one fully "
              f"traced healthy run of {st['ref_steps']} steps. Checker: "
-             f"{st.get('checker', 'inline')}; torch intra-op threads: "
-             f"{st.get('torch_threads') or 'default (one per core)'}. The JAX models are the "
+             f"{st.get('checker', 'inline')}; training's cores (torch intra-op threads; "
+             f"JAX: CPU affinity): {st.get('torch_threads') or 'default (all)'}. The JAX "
+             "models are the "
              "PyTorch ones (same layer sizes, batches, optimizers) in Flax + Optax, in the "
              "same loop; the tiny-step rows are a stress case (jitted steps of 1-2 ms, where "
              "every probe's Python shows), with their own verdict.", ""]

@@ -216,8 +216,9 @@ def markdown(summary: dict) -> str:
         "`python benchmarks/collection/bench_collection.py` — each workload run plainly and "
         "under `traincheck run --plugin torch|jax` (full collection, no sampling), "
         f"alternating, {st['repeats']} repeats x {st['steps']} timed steps (after "
-        f"{st['warmup']} warm-up steps), torch intra-op threads = {st['threads']} (XLA "
-        "sizes its own CPU thread pools), in one invocation. The JAX models are the PyTorch ones "
+        f"{st['warmup']} warm-up steps), training's cores = {st['threads']} (torch intra-op "
+        "threads; JAX: the process's CPU affinity, as XLA ignores its thread flags; 0: all), "
+        "in one invocation. The JAX models are the PyTorch ones "
         "(same layer sizes, batches, optimizers) in Flax + Optax with one jitted train step; "
         "a JAX step ends when its outputs are ready. The tiny-step rows are a stress case "
         "(jitted steps of 1-2 ms, where every probe's Python shows), with their own verdict.",
@@ -245,7 +246,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--threads", type=int, default=1, help="cores training computes on: "
+                    "torch intra-op threads, JAX's CPU affinity (0: all)")
     ap.add_argument("--only", choices=MODELS + TINY, action="append")
     ap.add_argument("--json", action="store_true", help="print the JSON summary")
     ap.add_argument("--out", type=Path, help="write collection-<date>.{json,md} here")
