@@ -17,7 +17,7 @@ import tomllib
 
 from .errors import UsageError
 
-__all__ = ["Config", "load_config", "SESSION_ENV"]
+__all__ = ["Config", "load_config", "parse_cpus", "SESSION_ENV"]
 
 SESSION_ENV = "TRAINCHECK_SESSION"
 OnViolation = Literal["warn", "raise", "stop"]
@@ -33,6 +33,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     invariants: list[str] = []  # invariant files to check online
     on_violation: OnViolation = "warn"
     checker: CheckerPlace = "auto"  # where online checking runs (see check.online)
+    checker_cpus: str | None = None  # cores the checker process may use ("3", "2-3,6")
     run_id: str | None = None
     quiet: bool = False
     options: dict[str, Any] = {}  # plugin options, by argparse dest
@@ -44,11 +45,30 @@ _ENV_FIELDS: dict[str, str] = {
     "TRAINCHECK_INVARIANTS": "invariants",
     "TRAINCHECK_ON_VIOLATION": "on_violation",
     "TRAINCHECK_CHECKER": "checker",
+    "TRAINCHECK_CHECKER_CPUS": "checker_cpus",
     "TRAINCHECK_RUN_ID": "run_id",
     "TRAINCHECK_QUIET": "quiet",
 }
 _LIST_FIELDS = {"plugins", "invariants"}
 _BOOL_FIELDS = {"quiet", "autoload"}
+
+
+def parse_cpus(spec: str) -> set[int]:
+    """CPU numbers from a list like ``taskset -c`` takes: ``"1"``, ``"0,2"``, ``"2-3,6"``."""
+    cpus: set[int] = set()
+    for part in _split(spec):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise UsageError(f"checker CPUs {spec!r}: {part!r} is not a CPU number or a "
+                             "range like 2-3") from None
+        if first < 0 or last < first:
+            raise UsageError(f"checker CPUs {spec!r}: {part!r} is not a valid range")
+        cpus.update(range(first, last + 1))
+    if not cpus:
+        raise UsageError(f"checker CPUs {spec!r}: no CPU given")
+    return cpus
 
 
 def _split(value: str) -> list[str]:

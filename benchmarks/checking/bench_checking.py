@@ -31,6 +31,9 @@ thread-count flags, so the JAX loops set their CPU affinity). 1 leaves the secon
 checker process (like a GPU host, where the training process drives the device from one thread
 and other cores idle); 0 is the frameworks' default (every core busy with training, so the
 checker process competes with it; XLA's thread pools then make JAX step times bimodal here).
+``--checker-cpus``: the checked runs keep their checker process on these cores (``auto``, the
+default: the cores ``--threads`` leaves free, as a user would set ``traincheck run
+--checker-cpus``; ``none``: any core).
 
 Besides wall-clock time, CPU time: of the training process per step, and in total (training
 process plus checker process, whose CPU time over the run is spread over its steps).
@@ -141,7 +144,8 @@ def plain(group: str, name: str, args: argparse.Namespace) -> dict:
 def checked(group: str, name: str, args: argparse.Namespace, inv: Path, out: Path
             ) -> tuple[dict, int]:
     plugin, script, _ = GROUPS[group]
-    res = _run(tc("run", "--plugin", plugin, "--checker", args.checker, "-o", str(out),
+    cpus = ["--checker-cpus", args.checker_cpus] if args.checker_cpus else []
+    res = _run(tc("run", "--plugin", plugin, "--checker", args.checker, *cpus, "-o", str(out),
                   "--invariants", str(inv), str(script), name, str(args.steps),
                   str(args.warmup), str(args.threads)), f"checked {name}")
     alarms = sum(1 for line in res.stderr.splitlines()
@@ -219,10 +223,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="cores training computes on: torch intra-op threads, JAX's CPU "
                     "affinity (0: the frameworks' default, every core)")
+    ap.add_argument("--checker-cpus", default="auto",
+                    help="cores of the checker process (traincheck run --checker-cpus); auto: "
+                    "the cores training does not compute on when --threads leaves some, "
+                    "none: any core")
     ap.add_argument("--label", default="", help="suffix of the result files")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--render", metavar="JSON", help="only re-write the Markdown of a result")
     args = ap.parse_args()
+    args.checker_cpus = _checker_cpus(args.checker_cpus, args.threads)
     if args.render:
         result = json.loads(Path(args.render).read_text())
         Path(args.render).with_suffix(".md").write_text(markdown(result))
@@ -240,6 +249,18 @@ def main() -> None:
                 groups.setdefault(group, []).append(bench(group, name, args, Path(tmp)))
                 finish(groups, plan, args)  # after each workload: a slow machine still
                 # leaves a result
+
+
+def _checker_cpus(choice: str, threads: int) -> str | None:
+    """``--checker-cpus`` for the checked runs: with ``auto``, the cores the training process
+    leaves free (the loops compute on the first THREADS cores), as a user would set it."""
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    cores = sorted(os.sched_getaffinity(0))
+    free = cores[threads:] if 0 < threads < len(cores) else []
+    return ",".join(map(str, free)) or None
 
 
 def verdict(rows: list[dict]) -> dict:
@@ -273,7 +294,7 @@ def finish(groups: dict[str, list[dict]], plan: dict[str, list[str]],
               "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                            "ref_steps": args.ref_steps, "sampling": "none (every step)",
                            "checker": args.checker, "torch_threads": args.threads,
-                           "label": label},
+                           "checker_cpus": args.checker_cpus, "label": label},
               "frameworks": {g: frameworks[g] for g in GROUPS if g in frameworks},
               "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     if "torch" in frameworks:  # the suite's report cites the PyTorch verdict from here
@@ -308,7 +329,8 @@ def markdown(r: dict) -> str:
              f"after {st['warmup']} warm-up steps per run. Invariants inferred from one fully "
              f"traced healthy run of {st['ref_steps']} steps. Checker: "
              f"{st.get('checker', 'inline')}; training's cores (torch intra-op threads; "
-             f"JAX: CPU affinity): {st.get('torch_threads') or 'default (all)'}. The JAX "
+             f"JAX: CPU affinity): {st.get('torch_threads') or 'default (all)'}; checker "
+             f"process's cores (--checker-cpus): {st.get('checker_cpus') or 'any'}. The JAX "
              "models are the "
              "PyTorch ones (same layer sizes, batches, optimizers) in Flax + Optax, in the "
              "same loop; the tiny-step rows are a stress case (jitted steps of 1-2 ms, where "

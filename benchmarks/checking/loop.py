@@ -9,13 +9,15 @@ step, learning-rate scheduler step, every ``EVAL_EVERY`` steps an evaluation for
 model's and optimizer's ``state_dict``, into memory). Prints one JSON line: the wall-clock
 seconds (``times``) and process CPU seconds of all threads (``cpu``) of every timed iteration
 (evaluation and checkpoint included) after WARMUP iterations. THREADS sets torch's intra-op
-threads (0 or absent: torch's default, one per core).
+threads and confines the training thread to the first THREADS cores (0 or absent: torch's
+default, one thread per core, any core).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ def main() -> None:
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     if threads > 0:
         torch.set_num_threads(threads)
+        cores = sorted(os.sched_getaffinity(0))
+        if threads < len(cores):  # compute on the first THREADS cores, as loop_jax.py does
+            os.sched_setaffinity(0, cores[:threads])
     torch.manual_seed(0)
     model, opt, loss_fn = setup(name)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.9)

@@ -47,6 +47,7 @@ def on_step(step):
         print("checkers", checker_pids(), flush=True)
         print("niceness", [os.getpriority(os.PRIO_PROCESS, p) - os.getpriority(os.PRIO_PROCESS, 0)
                            for p in checker_pids()], flush=True)
+        print("cpus", [sorted(os.sched_getaffinity(p)) for p in checker_pids()], flush=True)
     if step == 1 and action == "kill-checker":
         for pid in checker_pids():
             os.kill(pid, signal.SIGKILL)
@@ -128,6 +129,24 @@ def test_auto_uses_the_process_only_for_warn(setup) -> None:
     assert "niceness [10]" in res.stdout
     res = tc_run(setup, "--on-violation", "raise", "train.py", "-")
     assert _checkers(res.stdout) == []
+
+
+def test_checker_cpus_keep_the_checker_process_on_the_chosen_cores(setup) -> None:
+    last = max(os.sched_getaffinity(0))
+    res = tc_run(setup, "--checker-cpus", str(last), "train.py", "3")
+    assert res.returncode == 0, res.stderr
+    assert f"cpus [[{last}]]" in res.stdout
+    assert len([x for x in res.stderr.splitlines() if "VIOLATION at" in x]) == 1
+    res = tc_run(setup, "train.py", "-")  # by default: any core training may use
+    assert f"cpus [{sorted(os.sched_getaffinity(0))}]" in res.stdout
+
+
+@pytest.mark.parametrize("spec", ["x", "3-1", "100000"])
+def test_unusable_checker_cpus_are_a_usage_error(setup, spec) -> None:
+    res = tc_run(setup, "--checker-cpus", spec, "train.py", "-")
+    assert res.returncode == 2
+    assert "checker CPUs" in res.stderr and "Traceback" not in res.stderr
+    assert "step 0 done" not in res.stdout  # the program never started
 
 
 def test_raise_with_a_checker_process_reaches_the_training_loop(setup) -> None:

@@ -92,3 +92,57 @@ def test_last_step_is_checked_online_and_replay_follows_the_plan(runner) -> None
     full = {c.api for c, _ in Trace(runner.path / "ref").calls if "in_jit" in c.args}
     assert full >= {"optax.GradientTransformation.update", "optax.apply_updates"}
     assert not replayed
+
+
+FORK = """
+import os
+import jax, jax.numpy as jnp, optax
+from traincheck_core import get_session
+
+tx = optax.sgd(0.1)
+
+@jax.jit
+def train_step(params, opt_state):
+    grads = jax.grad(lambda p: (p["w"] ** 2).sum())(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+params = {"w": jnp.ones(4)}
+opt_state = tx.init(params)
+extra = {"b": jnp.zeros(2)}
+params, opt_state = train_step(params, opt_state)
+jax.block_until_ready(params)  # the results are ready; the probe has not emitted its tail yet
+pid = os.fork()
+if pid == 0:  # a worker process: its trace must not get the parent's pending step
+    tx.init(extra)  # an observed call that computes nothing: the child's first event
+    get_session().close("exit")
+    os._exit(0)
+os.waitpid(pid, 0)
+params, opt_state = train_step(params, opt_state)
+print("DONE")
+"""
+
+
+def test_a_forked_child_does_not_emit_the_parents_pending_tail(runner) -> None:
+    from traincheck_core import Header, MetaUpdate, iter_run
+
+    runner.script("fork.py", FORK)
+    res = runner.traincheck("run", "-q", "--plugin", "jax", "-o", "out", "fork.py",
+                            timeout=120)
+    assert res.returncode == 0 and "DONE" in res.stdout, res.stderr
+    by_source: dict[int, list] = {}
+    for rec in iter_run(runner.path / "out"):
+        by_source.setdefault(rec.source, []).append(rec.event)
+    assert len(by_source) == 2  # the parent's trace and the child's
+    parent, child = sorted(by_source.values(), key=len, reverse=True)
+    assert isinstance(child[0], Header) and child[0].ppid == parent[0].pid
+    def steps(events: list) -> list:
+        return [e.values["step"] for e in events
+                if isinstance(e, MetaUpdate) and "step" in e.values]
+    def leaf_states(events: list) -> list:
+        return [e for e in events if type(e).__name__ == "VarState" and e.call]
+    assert steps(parent)[-2:] == [1, 2] and leaf_states(parent)
+    assert {e.api for e in child if type(e).__name__ == "CallStart"} == {
+        "optax.GradientTransformation.init"}
+    # the parent's first step was still pending at the fork: the child never reaches step 1
+    assert all(s < 1 for s in steps(child)) and not leaf_states(child)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ..config import SESSION_ENV
-from ..errors import ViolationError
+from ..config import SESSION_ENV, parse_cpus
+from ..errors import UsageError, ViolationError
 from ..events import Event, MetaUpdate
 from ..invariants import Violation
 from ..trace.format import LENGTH
@@ -70,6 +70,8 @@ class ProcessChecker(Reporter):
                           autoload=session.config.autoload,
                           skip_cross_process=skip_cross_process, source=source_name())
         self._proc = _spawn(spec)
+        if session.config.checker_cpus:
+            _pin(self._proc.pid, session.config.checker_cpus, session)
         self._fd = self._proc.stdin.fileno()  # type: ignore[union-attr]
         os.set_blocking(self._fd, False)
         try:
@@ -248,6 +250,21 @@ def _spawn(spec: WorkerSpec) -> subprocess.Popen[bytes]:
     except OSError:
         pass
     return proc
+
+
+def _pin(pid: int, spec: str, session: Session) -> None:
+    """Keep the checker process on the cores the user chose (``--checker-cpus``), e.g. off
+    the cores training computes on; the ones this process may not use are left out."""
+    try:
+        cpus = parse_cpus(spec) & os.sched_getaffinity(0)
+        if cpus:
+            os.sched_setaffinity(pid, cpus)
+            return
+        why = "none of them is usable by this process"
+    except (OSError, AttributeError, UsageError) as exc:  # AttributeError: not Linux
+        why = str(exc)
+    session.log_once("online:cpus", f"could not keep the checker process on CPUs {spec} "
+                     f"({why}); it runs on any core")
 
 
 def _thread(target, name: str) -> threading.Thread:

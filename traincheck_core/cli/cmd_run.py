@@ -15,7 +15,7 @@ import msgspec
 from ..check.follower import FOLLOWED_ENV, LauncherFollower, cross_process_invariants
 from ..check.online import STOP_EXIT_CODE, load_all
 from ..check.plan import available_relations
-from ..config import SESSION_ENV, load_config
+from ..config import SESSION_ENV, load_config, parse_cpus
 from ..errors import UsageError
 from ..invariants import Violation, load_invariants
 from ..plugins.manager import make_plugin_manager
@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "never waits for it (default with warn), or the training thread, so "
                         "raise/stop act inside the call that shows the violation (default "
                         "with raise and stop)")
+    p.add_argument("--checker-cpus", metavar="LIST",
+                   help="cores the checker process may run on, e.g. 3 or 2-3,6 (default: "
+                        "any; it runs at a lower priority than training either way)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     _add_plugin_options(p)
     p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE",
@@ -72,6 +75,19 @@ def _peek_plugins(argv: list[str]) -> list[str]:
     return [x for x in (s.strip() for s in out) if x]
 
 
+def _check_cpus(spec: str) -> None:
+    cpus = parse_cpus(spec)
+    if hasattr(os, "sched_getaffinity"):
+        usable = os.sched_getaffinity(0)
+        if not cpus & usable:
+            raise UsageError(f"checker CPUs {spec!r}: none of them is usable here (this "
+                             f"process may run on CPUs {_cpu_list(usable)})")
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
 def _program(args: argparse.Namespace) -> list[str]:
     if args.module:
         return [sys.executable, "-m", *args.module]
@@ -86,8 +102,8 @@ def _program(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     plugins = [x.strip() for p in args.plugin for x in p.split(",") if x.strip()]
-    known = {"output", "plugin", "invariants", "on_violation", "checker", "quiet", "module",
-             "target", "_main", "command"}
+    known = {"output", "plugin", "invariants", "on_violation", "checker", "checker_cpus",
+             "quiet", "module", "target", "_main", "command"}
     options = {k: v for k, v in vars(args).items() if k not in known}
     for f in args.invariants:
         if not Path(f).is_file():
@@ -99,9 +115,12 @@ def main(args: argparse.Namespace) -> int:
         "invariants": [str(Path(f).resolve()) for f in args.invariants] or None,
         "on_violation": args.on_violation,
         "checker": args.checker,
+        "checker_cpus": args.checker_cpus,
         "quiet": args.quiet or None,
         "options": options or None,
     }, env={k: v for k, v in os.environ.items() if k != SESSION_ENV})
+    if config.checker_cpus:
+        _check_cpus(config.checker_cpus)
     pm, _ = make_plugin_manager(config.plugins or None, autoload=config.autoload)  # fail fast
     output = Path(config.output or default_output_dir()).resolve()
     config = msgspec.structs.replace(config, output=str(output))
