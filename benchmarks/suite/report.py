@@ -26,27 +26,38 @@ OVERHEAD_KEYS = {"median": ("median_overhead", "median"), "worst": ("worst_overh
 
 
 def cite_overheads(results_dir: Path) -> dict[str, Any]:
-    """The latest collection-*.json and checking-*.json written by the overhead benchmarks
-    (benchmarks/collection, benchmarks/checking), which time steps against plain runs in the
-    same invocation; the suite's own wall-clock ratios are dominated by interpreter start-up."""
+    """The latest PyTorch numbers of the overhead benchmarks (benchmarks/collection,
+    benchmarks/checking: collection-*.json, checking-*.json), which time steps against plain
+    runs in the same invocation; the suite's own wall-clock ratios are dominated by interpreter
+    start-up. A file may hold only other frameworks' sections: the newest one with PyTorch
+    numbers is cited."""
     cited: dict[str, Any] = {}
     for kind in ("collection", "checking"):
         files = sorted(results_dir.glob(f"{kind}-*.json"), key=lambda f: f.stat().st_mtime)
-        if not files:
-            cited[kind] = {"file": None, "note": f"no {kind}-*.json in {results_dir}"}
-            continue
-        try:
-            data = json.loads(files[-1].read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            cited[kind] = {"file": files[-1].name, "note": f"unreadable: {e}"}
-            continue
-        got = {"file": files[-1].name, "date": data.get("date"), "machine": data.get("machine")}
-        where = [data, data.get("summary") if isinstance(data.get("summary"), dict) else {}]
-        for name, keys in OVERHEAD_KEYS.items():
-            got[name] = next((d[k] for d in where for k in keys
-                              if isinstance(d.get(k), (int, float))), None)
-        cited[kind] = got
+        cited[kind] = {"file": None, "note": f"no {kind}-*.json with PyTorch numbers in "
+                       f"{results_dir}"}
+        for f in reversed(files):
+            got = _cited(f)
+            if got is not None:
+                cited[kind] = got
+                break
     return cited
+
+
+def _cited(f: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    torch = (data.get("frameworks") or {}).get("torch") or {}
+    where = [data, data.get("summary") if isinstance(data.get("summary"), dict) else {},
+             torch.get("summary") if isinstance(torch.get("summary"), dict) else {}]
+    got: dict[str, Any] = {"file": f.name, "date": data.get("date"),
+                           "machine": data.get("machine")}
+    for name, keys in OVERHEAD_KEYS.items():
+        got[name] = next((d[k] for d in where for k in keys
+                          if isinstance(d.get(k), (int, float))), None)
+    return got if got["median"] is not None else None
 
 
 def summarize(r: dict[str, Any]) -> dict[str, Any]:
