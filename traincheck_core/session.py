@@ -161,7 +161,9 @@ class Session:
         self.violations: list[Any] = []
         self.closed = False
         self.writer = self._open_writer()
-        self.emit: Callable[[Event], None] = self.writer.emit
+        # the hot path: the writer's own emit until a sink is added (its return value, the
+        # encoded frame, is for sinks; callers ignore it)
+        self.emit: Callable[[Event], object] = self.writer.emit
 
     # -- trace ---------------------------------------------------------------------------
     def _open_writer(self) -> TraceWriter:

@@ -61,3 +61,17 @@ def test_bad_config_via_cli_exits_2(runner) -> None:
     assert res.returncode == 2
     assert "traincheck: error: invalid configuration" in res.stderr
     assert "ran" not in res.stdout
+
+
+def test_checker_cpus_from_file_env_and_cli(tmp_path) -> None:
+    from traincheck_core.config import parse_cpus
+
+    (tmp_path / "traincheck.toml").write_text('checker_cpus = "2-3"\n')
+    assert load_config(env={}, cwd=tmp_path).checker_cpus == "2-3"
+    env = {"TRAINCHECK_CHECKER_CPUS": "1,4-5"}
+    assert load_config(env=env, cwd=tmp_path).checker_cpus == "1,4-5"
+    assert load_config({"checker_cpus": "7"}, env=env, cwd=tmp_path).checker_cpus == "7"
+    assert parse_cpus("1,4-5") == {1, 4, 5} and parse_cpus(" 3 ") == {3}
+    for bad in ("", "a", "5-2", "-1", "1-x"):
+        with pytest.raises(UsageError, match="checker CPUs"):
+            parse_cpus(bad)

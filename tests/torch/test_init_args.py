@@ -5,7 +5,6 @@ relation over garbage; the content the call wrote is recorded as the variable's 
 from __future__ import annotations
 
 import pytest
-
 from conftest import traced
 
 pytestmark = pytest.mark.torch
