@@ -92,6 +92,27 @@ class _ModuleRunner:
                               capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without ``TRAINCHECK_*``: a test's traincheck command starts afresh."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
+
+
+def tc(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``traincheck ARGS...`` run in ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "traincheck_core", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=clean_env())
+
+
+def trace_and_infer(d: Path, program: str) -> tuple[Path, Path]:
+    """Trace ``program`` (seed 0) fully into ``d/healthy`` and infer ``d/inv.jsonl`` from it;
+    ``(d, invariants file)``."""
+    res = tc(d, "run", "-q", "--plugin", "torch", "-o", "healthy", program, "--seed", "0")
+    assert res.returncode == 0, res.stderr
+    res = tc(d, "infer", "healthy", "-o", "inv.jsonl")
+    assert res.returncode == 0, res.stderr
+    return d, d / "inv.jsonl"
+
+
 def traced_once(tmp_path_factory, script: str, body: str, *args: str) -> list[Proc]:
     """:func:`traced` in a fresh folder, for module-scoped fixtures."""
     return traced(_ModuleRunner(tmp_path_factory.mktemp(script.replace(".", "_"))), script,

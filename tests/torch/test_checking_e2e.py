@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_run
+from conftest import clean_env, load_run, tc, trace_and_infer
 
 from traincheck_core import CallStart, VarState
 
@@ -39,15 +39,6 @@ KIND = {
 }
 
 
-def tc(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "traincheck_core", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=_env())
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
 
 
 def violation_lines(stderr: str) -> list[tuple[int, int | None, str, str]]:
@@ -77,12 +68,7 @@ def statements(inv_file: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory) -> tuple[Path, Path]:
     """(work dir, invariants file) inferred from one healthy, fully traced run (seed 0)."""
-    d = tmp_path_factory.mktemp("check_mlp")
-    res = tc(d, "run", "-q", "--plugin", "torch", "-o", "healthy", MLP, "--seed", "0")
-    assert res.returncode == 0, res.stderr
-    res = tc(d, "infer", "healthy", "-o", "inv.jsonl")
-    assert res.returncode == 0, res.stderr
-    return d, d / "inv.jsonl"
+    return trace_and_infer(tmp_path_factory.mktemp("check_mlp"), MLP)
 
 
 def run_online(d: Path, inv: Path, out: str, *args: str, mode: str = "warn"
@@ -155,7 +141,7 @@ def test_warn_leaves_the_result_bit_identical(ref):
     d, inv = ref
     args = ("--seed", "1", "--bug", "frozen", "--at", str(AT))
     plain = subprocess.run([sys.executable, MLP, *args, "--save", "plain.pt"], cwd=d,
-                           capture_output=True, text=True, timeout=240, env=_env())
+                           capture_output=True, text=True, timeout=240, env=clean_env())
     assert plain.returncode == 0, plain.stderr
     checked = run_online(d, inv, "warn", *args, "--save", "checked.pt")
     assert checked.returncode == 0, checked.stderr
@@ -284,7 +270,7 @@ def test_ddp_replicas_diverging_is_caught_by_the_follower_and_by_check(tmp_path)
     follower = subprocess.Popen([sys.executable, "-m", "traincheck_core", "check", "--follow",
                                  "--idle-timeout", "120", "bug", "-i", str(inv), "--json"],
                                 cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=_env())
+                                text=True, env=clean_env())
     try:
         time.sleep(0.5)
         bug = tc(d, "run", "--plugin", "torch", "-o", "bug", "--invariants", str(inv),

@@ -11,13 +11,11 @@ invariants violated, first at the same steps.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_run
+from conftest import load_run, tc, trace_and_infer
 from traincheck_torch.fingerprint import fingerprint
 from traincheck_torch.variables import ALL, DATA, GRAD, Content
 
@@ -32,22 +30,9 @@ AT = 3
 SET = "<set>"  # what a fingerprint attribute holds when only its presence is needed
 
 
-def tc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
-    return subprocess.run([sys.executable, "-m", "traincheck_core", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=240, env=env)
-
-
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("plan_content")
-    res = tc(d, "run", "-q", "--plugin", "torch", "-o", "healthy", PROGRAM, "--seed", "0")
-    assert res.returncode == 0, res.stderr
-    res = tc(d, "infer", "healthy", "-o", "inv.jsonl")
-    assert res.returncode == 0, res.stderr
-    return d, d / "inv.jsonl"
+    return trace_and_infer(tmp_path_factory.mktemp("plan_content"), PROGRAM)
 
 
 def online(d: Path, inv: Path, out: str, *args: str) -> set[tuple[str, int]]:
