@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,10 @@ class InstrumentationPlan(msgspec.Struct, kw_only=True):
     matches it (:meth:`content_mode`); for the others the adapter may record only whether the
     attribute is set (any fixed non-None token instead of a fingerprint): preconditions and
     flag invariants read only that.
+
+    ``arg_content`` lists the APIs whose argument and return-value content (tensor
+    fingerprints) some invariant compares; ``None`` means every API. The adapter may leave the
+    fingerprints out of the other APIs' summaries.
     """
 
     full: bool = True
@@ -95,9 +99,15 @@ class InstrumentationPlan(msgspec.Struct, kw_only=True):
     attributes: list[str] = []
     every: int = 1
     content: list[ContentRule] | None = None
+    arg_content: list[str] | None = None
 
     def wants_api(self, name: str) -> bool:
         return self.full or _matches(name, self.apis)
+
+    def wants_arg_content(self, api: str) -> bool:
+        """Whether the content of ``api``'s arguments and return value (fingerprints) is
+        needed."""
+        return self.full or self.arg_content is None or _matches(api, self.arg_content)
 
     def wants_variable(self, name: str) -> bool:
         return self.full or _matches(name, self.variables)
@@ -158,6 +168,7 @@ class Session:
         self._tls = threading.local()
         self._ids = iter(range(1, 1 << 62)).__next__
         self._sinks: list[tuple[Callable[..., None], bool]] = []  # (sink, takes frames)
+        self._taps: list[Callable[[bytes], None]] = []
         self.violations: list[Any] = []
         self.closed = False
         self.writer = self._open_writer()
@@ -214,6 +225,16 @@ class Session:
 
         self.emit = emit
 
+    def add_tap(self, tap: Callable[[bytes], None]) -> None:
+        """Hand ``tap`` every batch of frames the trace writer writes from now on (see
+        :meth:`TraceWriter.add_tap`), and flush (from the writer's thread) at each meta
+        update (a new step) so that a consumer such as the checker process gets each step's
+        events as soon as it ends.
+        Unlike a sink, a tap costs nothing per event: it is the cheap way to stream the
+        trace elsewhere."""
+        self._taps.append(tap)
+        self.writer.add_tap(tap)
+
     @property
     def frames_only(self) -> bool:
         """No sink in this process reads event objects: every event is only encoded (for the
@@ -229,6 +250,8 @@ class Session:
         if changed:
             self.meta.update(changed)
             self.emit(MetaUpdate(t=self.now(), values=changed))
+            if self._taps:
+                self.writer.flush_soon()
 
     def annotate(self, **values: MetaValue) -> None:
         """User overrides of meta variables (``None`` hands a key back to the heuristics)."""
@@ -242,17 +265,13 @@ class Session:
                 self.meta[k] = changed[k] = v
         if changed:
             self.emit(MetaUpdate(t=self.now(), values=changed))
+            if self._taps:
+                self.writer.flush_soon()
 
     # -- self-suppression and fail-open ----------------------------------------------------
-    @contextmanager
-    def suppressed(self) -> Iterator[None]:
+    def suppressed(self) -> AbstractContextManager[None]:
         """Nothing traincheck does inside this block is traced."""
-        prev = getattr(self._tls, "off", False)
-        self._tls.off = True
-        try:
-            yield
-        finally:
-            self._tls.off = prev
+        return _Suppressed(self._tls)
 
     def is_suppressed(self) -> bool:
         return getattr(self._tls, "off", False)
@@ -301,9 +320,28 @@ class Session:
         sinks, self._sinks = self._sinks, []
         for s, frames in sinks:
             self.add_sink(s, frames=frames)
+        for tap in self._taps:
+            self.writer.add_tap(tap)
 
 
 _MISSING = object()
+
+
+class _Suppressed:
+    """``Session.suppressed()``: a class rather than a generator, because every probe enters
+    one (a third of the cost)."""
+
+    __slots__ = ("_tls", "_prev")
+
+    def __init__(self, tls: threading.local) -> None:
+        self._tls = tls
+
+    def __enter__(self) -> None:
+        self._prev = getattr(self._tls, "off", False)
+        self._tls.off = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._tls.off = self._prev
 
 
 def get_session() -> Session | None:

@@ -39,7 +39,8 @@ if s is None:  # plain python: the same loop, nothing observed
     for step in range(6):
         on_step(step)
 else:
-    FakeAdapter(lambda ev: s.emit(ev), s.now, s.next_call_id).run(6, frozen, on_step=on_step)
+    adapter = FakeAdapter(lambda ev: s.emit(ev), s.now, s.next_call_id, set_meta=s.set_meta)
+    adapter.run(6, frozen, on_step=on_step)
     print("plan", s.plan.full, s.plan.apis, s.plan.variables)
 print(f"loss {loss:.6f}")
 """

@@ -73,7 +73,8 @@ def on_step(step):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.1)  # a step of training: the checker keeps up meanwhile
 
-FakeAdapter(lambda ev: s.emit(ev), s.now, s.next_call_id).run(6, frozen, on_step=on_step)
+adapter = FakeAdapter(lambda ev: s.emit(ev), s.now, s.next_call_id, set_meta=s.set_meta)
+adapter.run(6, frozen, on_step=on_step)
 print("finished", flush=True)
 """
 

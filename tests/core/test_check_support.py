@@ -172,10 +172,18 @@ class FakeAdapter:
 
     ``frozen_from``: from that step on, ``model.w2`` stops changing (a frozen parameter).
     ``diverge_from``: from that step on, this rank's fingerprints differ from other ranks'.
+    ``set_meta``: a session's, to report each step as adapters do (else a MetaUpdate event).
     """
 
-    def __init__(self, emit, now, next_id, rank: int = 0) -> None:
+    def __init__(self, emit, now, next_id, rank: int = 0, set_meta=None) -> None:
         self.emit, self.now, self.next_id, self.rank = emit, now, next_id, rank
+        self.set_meta = set_meta
+
+    def step(self, step: int) -> None:
+        if self.set_meta is not None:
+            self.set_meta(step=step)
+        else:
+            self.emit(MetaUpdate(t=self.now(), values={"step": step}))
 
     def fp(self, name: str, step: int, frozen_from: int | None, diverge_from: int | None
            ) -> str:
@@ -190,7 +198,7 @@ class FakeAdapter:
             self.emit(VarState(t=self.now(), name=name, vtype="param",
                                attrs={"data": self.fp(name, -1, None, None)}))
         for step in range(steps):
-            self.emit(MetaUpdate(t=self.now(), values={"step": step}))
+            self.step(step)
             cid = self.next_id()
             self.emit(CallStart(t=self.now(), id=cid, parent=0, api="opt.step", thread=0,
                                 loc="train.py:42"))
@@ -201,7 +209,7 @@ class FakeAdapter:
             self.emit(CallReturn(t=self.now(), id=cid))
             if on_step is not None:
                 on_step(step)
-        self.emit(MetaUpdate(t=self.now(), values={"step": steps}))
+        self.step(steps)
 
 
 def synthetic_records(steps: int = 6, ranks: int = 1, frozen_from: int | None = None,

@@ -135,3 +135,12 @@ def test_reset_and_set_need_presence_only_and_union_takes_the_strongest() -> Non
         "kind": "var", "api": "fw.clip_grad_norm_", "vtype": PARAM, "attr": "grad",
         "change": "changed"})], RELS)
     assert both.content_mode("grad", W) == CONTENT_ALWAYS  # compared across clipping too
+
+
+def test_argument_content_only_for_apis_whose_argument_fingerprints_are_compared() -> None:
+    fresh = inv("APIArgFresh", {"api": "fw.dropout", "arg": "key"})
+    plan = compile_plan(MLP_LIKE + [fresh], RELS)
+    assert plan.arg_content == ["fw.dropout"]
+    assert plan.wants_arg_content("fw.dropout") and not plan.wants_arg_content(STEP)
+    assert compile_plan(MLP_LIKE, RELS).arg_content == []
+    assert InstrumentationPlan().wants_arg_content(STEP)  # full tracing: everything

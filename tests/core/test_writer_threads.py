@@ -41,3 +41,39 @@ def test_threads_and_flusher_keep_every_frame(tmp_path) -> None:
         seen.setdefault(e.values["thread"], []).append(e.values["i"])
     # every event of every thread, each thread's in the order it emitted them
     assert seen == {k: list(range(per_thread)) for k in range(threads)}
+
+
+def test_a_tap_gets_exactly_the_frames_written_after_it(tmp_path) -> None:
+    # flushes from emitting threads, the flusher and flush_soon interleave; the tap sees the
+    # file's bytes from its start on, whole frames in file order, nothing twice
+    w = TraceWriter(tmp_path / "t.tctrace", buffer_bytes=2048, interval=0.001)
+    w.emit(_header())
+    w.emit(ev.MetaUpdate(t=0, values={"before": True}))
+    got: list[bytes] = []
+    w.add_tap(got.append)
+    size_at_tap = (tmp_path / "t.tctrace").stat().st_size
+
+    def work(k: int) -> None:
+        for i in range(2000):
+            w.emit(ev.MetaUpdate(t=i, values={"thread": k, "i": i}))
+            if i % 500 == 0:
+                w.flush_soon()
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    w.close(t=1)
+    data = (tmp_path / "t.tctrace").read_bytes()
+    assert b"".join(got) == data[size_at_tap:]
+    assert all(isinstance(e, ev.MetaUpdate) for e in _frames(b"".join(got))[:-1])
+
+
+def _frames(data: bytes) -> list[ev.Event]:
+    import msgspec
+
+    from traincheck_core.check.channel import FrameReader
+
+    decoder = msgspec.msgpack.Decoder(ev.Event)
+    return [decoder.decode(f) for f in FrameReader().feed(data)]

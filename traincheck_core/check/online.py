@@ -67,15 +67,15 @@ def attach_online_checker(session: Session) -> InstrumentationPlan:
     if followed:  # it reads this trace while we write it: write often enough to be timely
         session.writer.set_interval(FOLLOW_INTERVAL)
     checker: Reporter
-    frames = use_checker_process(session.config)  # its pipe takes the trace's frames
-    if frames:
+    if use_checker_process(session.config):  # it reads the trace's frames (a session tap)
         from .remote import ProcessChecker
 
         checker = ProcessChecker(session, skip_cross_process=followed)
     else:
-        checker = OnlineChecker(session, checked_here(invariants, relations, followed),
-                                relations)
-    session.add_sink(checker.sink, frames=frames)
+        inline = OnlineChecker(session, checked_here(invariants, relations, followed),
+                               relations)
+        session.add_sink(inline.sink)
+        checker = inline
     session.pm.register(checker, name=f"traincheck-online-checker-{id(checker)}")
     unknown = sorted({i.relation for i in invariants} - set(relations))
     if unknown:

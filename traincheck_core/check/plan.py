@@ -45,6 +45,7 @@ def compile_plan(invariants: Sequence[Invariant], relations: Mapping[str, Relati
     variables: set[str] = set()
     attributes: set[str] = set()
     content: list[ContentRule] | None = []
+    arg_content: set[str] = set()
     full = False
     for inv in invariants:
         rel = relations.get(inv.relation)
@@ -56,11 +57,13 @@ def compile_plan(invariants: Sequence[Invariant], relations: Mapping[str, Relati
         apis |= part.apis
         variables |= part.variables
         attributes |= part.attributes
+        arg_content |= part.arg_content
         if part.variables or part.attributes:
             content = _add_content(content, part.content)
     return InstrumentationPlan(full=full, apis=sorted(apis), variables=sorted(variables),
                                attributes=sorted(attributes), every=1,
-                               content=None if full else content)
+                               content=None if full else content,
+                               arg_content=None if full else sorted(arg_content))
 
 
 def _add_content(content: list[ContentRule] | None, more: list[ContentRule] | None

@@ -1,9 +1,10 @@
 """Online checking in a separate checker process, off the training thread.
 
-The training thread only encodes each event into a buffer (the same msgpack frames as the
-trace); the buffer goes down a pipe to the checker process at every meta update (a new step
-or stage) and from a timer, so the checker sees a step's events while the next step runs.
-Writes never block: what the pipe cannot take now waits in the buffer. The checker process
+The training thread does nothing per event for it: the checker process reads the trace's own
+frames, handed over by the trace writer whenever it writes (a tap: at every meta update, a new
+step or stage, from a timer, and when its buffer fills), so the checker sees a step's events
+while the next step runs. Writes to its pipe never block: what the pipe cannot take now
+waits in a buffer. The checker process
 (:mod:`~traincheck_core.check.worker`) runs the same :class:`CheckEngine` on another core
 and sends violations back; a thread here reports them (stderr line, ``violations.jsonl``,
 ``traincheck_violation`` hook) a few milliseconds after the step that shows them.
@@ -29,7 +30,7 @@ import msgspec
 
 from ..config import SESSION_ENV, parse_cpus
 from ..errors import UsageError, ViolationError
-from ..events import Event, MetaUpdate
+from ..events import Event
 from ..invariants import Violation
 from ..trace.format import LENGTH
 from .channel import (
@@ -52,7 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ProcessChecker"]
 
 SEND_EVERY = 0.05  # seconds: the longest a traced event waits before going to the checker
-SEND_BYTES = 1 << 18  # or as soon as this much is buffered
 BACKLOG_LIMIT = 1 << 28  # bytes the checker may fall behind before checking is switched off
 READY_TIMEOUT = 60.0  # seconds training waits, once, for the checker to load the invariants
 FINISH_TIMEOUT = 600.0  # seconds the end of the run waits for the checker's last verdicts
@@ -82,7 +82,6 @@ class ProcessChecker(Reporter):
         self._buf = bytearray()
         self._lock = threading.RLock()
         self._raise: Violation | None = None
-        self._step: object = None  # the last step seen, for messages
         self._done = threading.Event()
         self._ready = threading.Event()
         self._finished: Finished | None = None
@@ -90,7 +89,12 @@ class ProcessChecker(Reporter):
         # the end of the run only when every copy of the write end is closed.
         os.register_at_fork(after_in_child=self._forget_after_fork)
         for event in introduction(session):
-            self.sink(event)
+            self._queue(event)
+        # From here on the checker gets the trace's frames as they are written; in ``raise``
+        # mode each event also looks for a violation to raise on the training thread.
+        session.add_tap(self._tap)
+        if self.mode == "raise":
+            session.add_sink(self._check_raise, frames=True)
         self._reader = _thread(self._read_replies, "traincheck-check-replies")
         self._stop_timer = threading.Event()
         _thread(self._send_loop, "traincheck-check-send")
@@ -101,23 +105,23 @@ class ProcessChecker(Reporter):
                              f"{READY_TIMEOUT:.0f} s; training starts, checks follow when it is")
 
     # -- the hot path ------------------------------------------------------------------------
-    def sink(self, event: Event, frame: bytes | None = None) -> None:
-        """Queue ``event`` for the checker; ``frame``: the trace writer's encoding of it (the
-        same length-prefixed msgpack frame), so the event is not encoded a second time."""
+    def _tap(self, data: bytes) -> None:
+        """Frames the trace writer just wrote (whole frames, in trace order): send them on."""
         if self.off:
             return
+        with self._lock:
+            self._buf += data
+            self._send()
+
+    def _check_raise(self, event: Event, frame: bytes | None) -> None:
         if self._raise is not None:
             self._raise_now()
-        if frame is None:
-            data = self._enc.encode(event)
-            frame = LENGTH.pack(len(data)) + data
+
+    def _queue(self, event: Event) -> None:
+        """An event the trace writer did not write now (the introduction): encode and queue."""
+        data = self._enc.encode(event)
         with self._lock:
-            self._buf += frame
-            if type(event) is MetaUpdate:
-                self._step = event.values.get("step", self._step)
-                self._send()
-            elif len(self._buf) >= SEND_BYTES:
-                self._send()
+            self._buf += LENGTH.pack(len(data)) + data
 
     def _send(self, *, until: float | None = None) -> None:
         """Write what the pipe takes now; with ``until`` (a monotonic deadline), wait for the
@@ -159,6 +163,8 @@ class ProcessChecker(Reporter):
 
     def _send_loop(self) -> None:
         while not self._stop_timer.wait(SEND_EVERY):
+            if not self.off:
+                self.session.writer.flush()  # through the tap, to the pipe
             if self._buf:
                 self._send()
 
@@ -198,7 +204,7 @@ class ProcessChecker(Reporter):
 
     def _turn_off(self, why: str) -> None:
         self.off = True
-        step = self._step
+        step = self.session.meta.get("step")
         self.session.log_once("online:process", f"{why} at step {step}; online checking is off "
                               "for the rest of this run, the trace is still written: check it "
                               f"with `traincheck check {self.session.output_dir} -i FILE`")
@@ -211,6 +217,7 @@ class ProcessChecker(Reporter):
             self._proc.wait()
             return None
         deadline = time.monotonic() + FINISH_TIMEOUT
+        self.session.writer.flush()  # the run's last events, through the tap
         self._send(until=deadline)
         if self._buf and not self.off:
             self._turn_off(f"the checker process did not take the run's last "

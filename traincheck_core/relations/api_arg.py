@@ -167,7 +167,8 @@ class APIArg(TemplateRelation):
         return ("arg", params["api"], params["scope"]), (params["kind"], params["arg"])
 
     def plan(self, inv: Invariant) -> PlanPart:
-        return PlanPart(apis={inv.params["api"]})
+        api = inv.params["api"]
+        return PlanPart(apis={api}, arg_content={api})  # it compares argument fingerprints
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         api, arg = short_api(params["api"]), params["arg"]

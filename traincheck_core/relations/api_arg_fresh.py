@@ -93,7 +93,8 @@ class APIArgFresh(TemplateRelation):
         return ("fresh", params["api"], params["arg"]), "fresh"
 
     def plan(self, inv: Invariant) -> PlanPart:
-        return PlanPart(apis={inv.params["api"]})
+        api = inv.params["api"]
+        return PlanPart(apis={api}, arg_content={api})  # it compares argument fingerprints
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         c = f" {cond}" if cond else ""

@@ -52,6 +52,8 @@ class PlanPart:
     #: which variables' content (fingerprints) the invariant compares; ``None``: it cannot
     #: say, so every variable's content of the attributes it names (see ``ContentRule``)
     content: list[ContentRule] | None = None
+    #: APIs whose argument or return-value content (tensor fingerprints) it compares
+    arg_content: set[str] = field(default_factory=set)
 
 
 def content_rules(attr: str, pre: Precondition, *, step_end: bool = False,

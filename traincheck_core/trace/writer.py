@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -45,7 +46,9 @@ class TraceWriter:
         self._written = 0  # frames written to the file
         self.bytes_written = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # flush now (flush_soon)
         self._thread: threading.Thread | None = None
+        self._taps: tuple[Callable[[bytes], None], ...] = ()
         if interval > 0:
             self._start_flusher()
 
@@ -55,7 +58,17 @@ class TraceWriter:
         self._thread.start()
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush_soon(self) -> None:
+        """Have the background thread flush now (inline when there is none): the caller's
+        thread, usually training's, does not write."""
+        if self._thread is not None and not self._closed:
+            self._wake.set()
+        else:
             self.flush()
 
     def set_interval(self, seconds: float) -> None:
@@ -83,24 +96,42 @@ class TraceWriter:
             self.flush()
         return frame
 
+    def add_tap(self, tap: Callable[[bytes], None]) -> None:
+        """Also hand every batch of frames written from now on to ``tap(data)``: the frames
+        exactly as the file gets them, in file order, on whichever thread flushes. Frames
+        queued before go to the file first, without it. A tap must be quick and must not
+        raise (an exception is dropped: the file comes first)."""
+        with self._lock:
+            self.flush()
+            self._taps = (*self._taps, tap)
+
     def flush(self) -> None:
-        """Write everything queued so far to the file."""
+        """Write everything queued so far to the file (and hand it to the taps)."""
         with self._lock:
             if self._fd < 0:
                 return
             batch = self._take()
             self._queued = 0
             self._written += len(batch)
+            data = b"".join(batch)
             if self._head:
-                batch.insert(0, self._head)
-                self._head = b""
-            if not batch:
-                return
-            view = memoryview(b"".join(batch))
-            self.bytes_written += len(view)
-            while view and self._fd >= 0:  # a signal handler may have closed the file
-                n = os.write(self._fd, view)
-                view = view[n:]
+                head, self._head = self._head, b""
+                self._write(head + data)
+            elif data:
+                self._write(data)
+            if data:
+                for tap in self._taps:
+                    try:
+                        tap(data)
+                    except Exception:
+                        pass
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        self.bytes_written += len(view)
+        while view and self._fd >= 0:  # a signal handler may have closed the file
+            n = os.write(self._fd, view)
+            view = view[n:]
 
     def _take(self) -> list[bytes]:
         """The queued frames, oldest first (frames emitted meanwhile wait for the next flush)."""
@@ -120,6 +151,7 @@ class TraceWriter:
         with self._lock:
             self._closed = True
         self._stop.set()
+        self._wake.set()
         self.flush()
         with self._lock:
             if self._fd >= 0:
@@ -133,4 +165,6 @@ class TraceWriter:
         self._closed = True
         self._fd = -1
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = None
+        self._taps = ()
