@@ -19,7 +19,9 @@ from conftest import load_run, tc, trace_and_infer
 from traincheck_torch.fingerprint import fingerprint
 from traincheck_torch.variables import ALL, DATA, GRAD, Content
 
-from traincheck_core import CallStart, VarState
+from traincheck_core import CallStart, TensorSummary, VarState
+from traincheck_core.check.online import load_all
+from traincheck_core.check.plan import compile_plan, load_relations
 from traincheck_core.session import ContentRule, InstrumentationPlan
 
 pytestmark = pytest.mark.torch
@@ -87,6 +89,16 @@ def test_healthy_run_is_clean_and_gradients_are_fingerprinted_once_per_step(ref)
     (full,) = load_run(d / "healthy")
     assert not any(isinstance(e, VarState) and e.attrs.get("grad") == SET
                    for e, _ in full.events)
+    # small tensor arguments (the loss, the clipped norm) are fingerprinted in the full trace;
+    # online only for APIs whose argument fingerprints a deployed invariant compares
+    plan = compile_plan(load_all([str(inv)]), load_relations(["torch"]))
+    assert any(_fingerprinted(e) for e, _ in full.events if isinstance(e, CallStart))
+    assert all(plan.wants_arg_content(e.api) for e, _ in proc.events
+               if isinstance(e, CallStart) and _fingerprinted(e))
+
+
+def _fingerprinted(call: CallStart) -> bool:
+    return any(isinstance(a, TensorSummary) and a.fp is not None for a in call.args.values())
 
 
 def _content(*rules):

@@ -33,3 +33,47 @@ def test_marks_defined_by_the_class_are_kept():
     t = torch.ones(2).as_subclass(SequenceParallel)
     for _ in range(2):  # also once the class is known
         assert tensor_attrs(t, None, ALL, False)["sequence_parallel"] is True
+
+
+class _Collect:
+    """The part of a session a VariableTracker uses: it keeps what is emitted."""
+
+    def __init__(self) -> None:
+        from traincheck_core import InstrumentationPlan
+
+        self.plan = InstrumentationPlan()
+        self.events: list = []
+        self.emit = self.events.append
+
+    @staticmethod
+    def now() -> int:
+        return 0
+
+
+def test_a_state_is_emitted_when_any_attribute_of_the_same_tensor_changes():
+    from traincheck_torch.variables import DATA, VariableTracker
+
+    s = _Collect()
+    v = VariableTracker(s)  # type: ignore[arg-type]
+    p = torch.nn.Parameter(torch.ones(3))
+    seen = lambda: [e.attrs for e in s.events]  # noqa: E731
+
+    def look(what=ALL):
+        v.observe([("w", p, True)], what, 1)
+
+    look()
+    look()  # nothing changed: no new state
+    assert len(seen()) == 1
+    p.requires_grad_(False)  # a freeze, on the same tensor object
+    look(DATA)
+    assert len(seen()) == 2 and seen()[-1]["requires_grad"] is False
+    with torch.no_grad():
+        p.mul_(2)
+    look(DATA)
+    assert seen()[-1]["data"] != seen()[-2]["data"]
+    p.data = p.data.double()  # dtype changed under the same Parameter
+    look(DATA)
+    assert seen()[-1]["dtype"] == "float64"
+    p.partition_dim = 0  # a tensor-parallel mark set later
+    look(DATA)
+    assert seen()[-1]["partition_dim"] == 0 and len(seen()) == 5

@@ -53,18 +53,30 @@ def byte_view(t: Any) -> Any:
 def fingerprint(t: Any) -> str | None:
     """A 64-bit hex fingerprint of ``t``'s content, or ``None`` when it cannot be read (sparse,
     meta or fake tensors)."""
-    import torch
-
-    if t.layout is not torch.strided or t.is_meta:
-        return None
-    if t.is_cpu:
+    strided = _STRIDED or _strided()
+    if t.is_cpu:  # (never a meta tensor)
+        if t.layout is not strided:
+            return None
         if t.is_contiguous() and not (t.is_conj() or t.is_neg()):
             # The elements' bytes where they lie, in the same order as byte_view, lent to
             # xxhash as a ctypes buffer: a third of the cost of a numpy view (detach, numpy),
             # which matters because this runs hundreds of times per training step.
             return xxhash.xxh3_64_hexdigest(_buffer(t.data_ptr(), t.nbytes))
         return xxhash.xxh3_64_hexdigest(byte_view(t))
+    if t.layout is not strided or t.is_meta:
+        return None
     return fingerprint_on_device(t)
+
+
+_STRIDED: Any = None  # torch.strided, once torch is imported (this module may come first)
+
+
+def _strided() -> Any:
+    global _STRIDED
+    import torch
+
+    _STRIDED = torch.strided
+    return _STRIDED
 
 
 def _buffer(address: int, size: int) -> Any:

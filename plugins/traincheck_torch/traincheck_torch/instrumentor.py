@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -72,6 +71,7 @@ class TorchInstrumentor:
         self.user_code = UserCodeInstrumentor(self._wrap_user)
         self._trace_step = True
         self._observe_vars = True
+        self._forward_fp = True  # fingerprints in Module.forward's argument summaries
 
     # -- lifecycle ---------------------------------------------------------------------------
     def instrument(self, session: Session, plan: InstrumentationPlan) -> None:
@@ -125,6 +125,7 @@ class TorchInstrumentor:
         with self.quiet():
             self.meta.start()
         plan = self.plan
+        self._forward_fp = plan.wants_arg_content(FORWARD)
         if plan.wants_api(FORWARD):
             from torch.nn.modules import module as nn_module
 
@@ -184,12 +185,10 @@ class TorchInstrumentor:
         if names:
             self.user_code.watch(names)
 
-    @contextmanager
-    def quiet(self) -> Iterator[None]:
+    def quiet(self) -> _Quiet:
         """traincheck's own tensor work: untraced and outside autograd."""
         assert self.session is not None
-        with self.session.suppressed(), self.torch.no_grad():
-            yield
+        return _Quiet(self.session, self.torch)
 
     def _live(self, probe: str) -> Session | None:
         """The session if ``probe`` should run now, else None: never while torch.compile traces
@@ -214,9 +213,10 @@ class TorchInstrumentor:
             tr, names = self.tracer, self.vars.module_names
             if not tr.stack():
                 self._top_forward(mod)
+            fp = self._forward_fp
             summary: dict[str, Summary] = {"self": module_summary(mod, names)}
             for key, a in zip(ARG_KEYS, args, strict=False):  # at most MAX_ARGS
-                summary[key] = summarize_value(s, a, names, 1)
+                summary[key] = summarize_value(s, a, names, 1, fp)
             tr.start(FORWARD, summary, id(mod))
         except Exception as exc:
             self._failed(FORWARD, exc)
@@ -248,7 +248,7 @@ class TorchInstrumentor:
                 return None
             if not tr.stack() and mod.training and self._observe_vars:
                 self._observe_buffers(mod, cid)
-            tr.end(cid, summarize_value(s, out, self.vars.module_names, 1))
+            tr.end(cid, summarize_value(s, out, self.vars.module_names, 1, self._forward_fp))
         except Exception as exc:
             self._failed(FORWARD, exc)
         return None
@@ -305,6 +305,7 @@ class TorchInstrumentor:
         prepare = self._prepare_clip if spec.post == "clip" else None
         summarize_args = self._init_args if spec.post == "init_tensor" else self._args
         families = self._families
+        fp = self.plan.wants_arg_content(api)  # fingerprints in its summaries
 
         def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             s = self.session
@@ -318,7 +319,7 @@ class TorchInstrumentor:
             try:
                 if prepare is not None:
                     args, kwargs = prepare(args, kwargs)
-                cid = tr.start(api, summarize_args(instance, args, kwargs), 0)
+                cid = tr.start(api, summarize_args(instance, args, kwargs, fp), 0)
             except Exception as exc:
                 self._failed(api, exc)
                 return wrapped(*args, **kwargs)
@@ -332,7 +333,7 @@ class TorchInstrumentor:
                 if post is not None:
                     with self.quiet():
                         post(instance, args, kwargs, ret, cid)
-                tr.end(cid, self._ret(ret))
+                tr.end(cid, self._ret(ret, fp))
             except Exception as exc:
                 self._failed(api, exc)
             return ret
@@ -346,34 +347,36 @@ class TorchInstrumentor:
         except Exception as e:
             self._failed(api, e)
 
-    def _args(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Summary]:
+    def _args(self, instance: Any, args: tuple, kwargs: dict, fp: bool = True
+              ) -> dict[str, Summary]:
         s, names = self.session, self.vars.module_names
         assert s is not None  # wrappers run only while a session is set
         out: dict[str, Summary] = {}
         if instance is not None and not isinstance(instance, type):
-            out["self"] = summarize_value(s, instance, names)
+            out["self"] = summarize_value(s, instance, names, 2, fp)
         for key, a in zip(ARG_KEYS, args, strict=False):
-            out[key] = summarize_value(s, a, names)
+            out[key] = summarize_value(s, a, names, 2, fp)
         for k, v in list(kwargs.items())[:MAX_ARGS]:
-            out[k] = summarize_value(s, v, names)
+            out[k] = summarize_value(s, v, names, 2, fp)
         return out
 
-    def _init_args(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Summary]:
+    def _init_args(self, instance: Any, args: tuple, kwargs: dict, fp: bool = True
+                   ) -> dict[str, Summary]:
         """Arguments of ``torch.nn.init.*_``, which overwrite their tensor: its content before
         the call is whatever the memory held (``torch.empty``), so it gets no fingerprint.
         Fingerprints of garbage are equal or distinct by chance (fresh zero pages hash
         alike), and inference would learn relations over them that another run breaks."""
-        out = self._args(instance, args, kwargs)
+        out = self._args(instance, args, kwargs, fp)
         for key in ("0", "tensor"):
             summary = out.get(key)
             if isinstance(summary, TensorSummary) and summary.fp is not None:
                 out[key] = msgspec.structs.replace(summary, fp=None)
         return out
 
-    def _ret(self, ret: Any) -> Summary | None:
+    def _ret(self, ret: Any, fp: bool = True) -> Summary | None:
         if ret is None or self.session is None:
             return None
-        return summarize_value(self.session, ret, self.vars.module_names, 1)
+        return summarize_value(self.session, ret, self.vars.module_names, 1, fp)
 
     @staticmethod
     def _prepare_clip(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -469,3 +472,24 @@ class TorchInstrumentor:
     def _post_set_epoch(self, sampler: Any, args: tuple, kwargs: dict, ret: Any, cid: int
                         ) -> None:
         self.meta.on_set_epoch(args[0] if args else kwargs.get("epoch"))
+
+
+class _Quiet:
+    """``TorchInstrumentor.quiet()``: ``session.suppressed()`` and ``torch.no_grad()`` in one
+    class (most probes enter one, and two generator-based context managers cost more than the
+    rest of a small probe)."""
+
+    __slots__ = ("_off", "_torch", "_grad")
+
+    def __init__(self, session: Session, torch: Any) -> None:
+        self._off = session.suppressed()
+        self._torch = torch
+
+    def __enter__(self) -> None:
+        self._off.__enter__()
+        self._grad = self._torch.is_grad_enabled()
+        self._torch._C._set_grad_enabled(False)
+
+    def __exit__(self, *exc: object) -> None:
+        self._torch._C._set_grad_enabled(self._grad)
+        self._off.__exit__()

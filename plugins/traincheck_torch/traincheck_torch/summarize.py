@@ -89,13 +89,14 @@ class _TorchTypes:
 _types: _TorchTypes | None = None
 
 
-def summarize_value(session: Session, value: Any, names: Mapping[int, str], depth: int = 2
-                    ) -> Summary:
-    """A cheap, bounded summary of a call argument (never raises)."""
+def summarize_value(session: Session, value: Any, names: Mapping[int, str], depth: int = 2,
+                    fp: bool = True) -> Summary:
+    """A cheap, bounded summary of a call argument (never raises). ``fp``: small tensors get
+    a fingerprint (no deployed invariant may need it, see ``wants_arg_content``)."""
     global _types
     tt = _types or (_types := _TorchTypes())
     if isinstance(value, tt.tensor):  # the common case first
-        return tensor_summary(value, value.numel() <= ARG_FP_MAX_ELEMENTS)
+        return tensor_summary(value, fp and value.numel() <= ARG_FP_MAX_ELEMENTS)
     if value is None or isinstance(value, (bool, int, float, str)):
         return session.summarize(value)
     if isinstance(value, tt.module):
@@ -104,14 +105,14 @@ def summarize_value(session: Session, value: Any, names: Mapping[int, str], dept
         return ObjSummary(type_name(value), {"name": Scalar(names.get(id(value)))})
     if depth > 0 and isinstance(value, (list, tuple)):
         return SeqSummary(type_name(value), len(value),
-                          [summarize_value(session, v, names, depth - 1)
+                          [summarize_value(session, v, names, depth - 1, fp)
                            for v in value[:MAX_ITEMS]])
     if depth > 0 and isinstance(value, dict):
         items: dict[str, Summary] = {}
         for i, (k, v) in enumerate(value.items()):
             if i >= MAX_ITEMS:
                 break
-            items[str(k)] = summarize_value(session, v, names, depth - 1)
+            items[str(k)] = summarize_value(session, v, names, depth - 1, fp)
         return MapSummary(type_name(value), len(value), items)
     if isinstance(value, tt.plain):
         return Scalar(str(value))
@@ -119,9 +120,24 @@ def summarize_value(session: Session, value: Any, names: Mapping[int, str], dept
 
 
 def module_summary(mod: Any, names: Mapping[int, str]) -> ObjSummary:
-    """``self`` of a module call: concrete class, stable name (when tracked), training flag."""
+    """``self`` of a module call: concrete class, stable name (when tracked), training flag.
+    The same summary object is handed out again while these stay the same (a module is
+    called every step; summaries are never changed once made)."""
     # ``training`` is unset while a module's own __init__ (e.g. DDP's) is being called
     training = getattr(mod, "training", None)
-    return ObjSummary(class_name(mod), {"name": Scalar(names.get(id(mod))),
-                                       "training": Scalar(None if training is None
-                                                          else bool(training))})
+    name = names.get(id(mod))
+    cls = type(mod)
+    hit = _MODULES.get(id(mod))
+    if hit is not None and hit[0] is cls and hit[1] is training and hit[2] == name:
+        return hit[3]
+    summary = ObjSummary(class_name(mod), {"name": Scalar(name),
+                                           "training": Scalar(None if training is None
+                                                              else bool(training))})
+    if len(_MODULES) >= 65536:  # modules made and dropped on the fly must not pile up
+        _MODULES.clear()
+    _MODULES[id(mod)] = (cls, training, name, summary)
+    return summary
+
+
+#: id(module) -> (its class, training flag, name, the summary made for them)
+_MODULES: dict[int, tuple[type, Any, str | None, ObjSummary]] = {}

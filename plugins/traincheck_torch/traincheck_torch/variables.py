@@ -61,6 +61,10 @@ class VariableTracker:
         self.module_names: dict[int, str] = {}  # id(submodule) -> "model.layer1"
         self.param_names: dict[int, str] = {}  # id(param or buffer) -> "model.layer1.weight"
         self.last: dict[str, dict[str, AttrValue]] = {}
+        # name -> (what the static attributes come from, those attributes); and the static
+        # attributes in the variable's last state (so an unchanged state costs no dict)
+        self._statics: dict[str, tuple[tuple, dict[str, AttrValue], Any]] = {}
+        self._used: dict[str, dict[str, AttrValue]] = {}
         self.dirty: dict[int, Any] = {}  # params whose .grad was written since last look
         self._hooked: dict[int, Any] = {}  # id(param) -> hook handle
         self._taken: set[str] = set()
@@ -194,19 +198,39 @@ class VariableTracker:
         ``at_end``: the step ends now (content needed only at step ends is computed)."""
         s = self.session
         emit, now, last, content = s.emit, s.now, self.last, self.content
+        statics, used = self._statics, self._used
         owed = content.pending if content is not None and at_end else None
         for name, t, is_param in items:
             prev = last.get(name)
+            # The attributes besides the fingerprints rarely change: they are rebuilt only
+            # when what they come from does (a tensor's __dict__ size stands for its marks).
+            sig = (type(t), t.dtype, t.shape, t.requires_grad, t.is_cpu or t.device,
+                   len(t.__dict__), is_param)
+            hit = statics.get(name)
+            if hit is None or hit[0] != sig:
+                static = static_attrs(t, is_param)
+                modes = None if content is None else content.modes_of(name, t, is_param, static)
+                hit = statics[name] = (sig, static, modes)
+            static = hit[1]
             if content is None:
-                attrs = tensor_attrs(t, prev, what, is_param)
+                data, grad = fingerprints(t, prev, what, is_param)
             elif owed and name in owed:  # the step-end fingerprints in the same pass
-                attrs = content.attrs(name, t, prev, what | owed.pop(name)[2], is_param, True)
+                data, grad = content.values(name, t, prev, what | owed.pop(name)[2], is_param,
+                                            True, hit[2])
             else:
-                attrs = content.attrs(name, t, prev, what, is_param, at_end)
-            if attrs != prev:
-                last[name] = attrs
-                emit(VarState(t=now(), name=name, vtype=class_name(t), attrs=attrs,
-                              call=call if prev is not None else 0))
+                data, grad = content.values(name, t, prev, what, is_param, at_end, hit[2])
+            if prev is not None and used.get(name) is static:  # only fingerprints may differ
+                if data == prev["data"] and grad == prev["grad"]:
+                    continue
+                attrs = {"data": data, "grad": grad, **static}
+            else:
+                attrs = {"data": data, "grad": grad, **static}
+                used[name] = static
+                if attrs == prev:
+                    continue
+            last[name] = attrs
+            emit(VarState(t=now(), name=name, vtype=class_name(t), attrs=attrs,
+                          call=call if prev is not None else 0))
 
     def observe_step_end(self, call: int) -> None:
         """The step ends: compute the content that only step ends need (see ``Content``)."""
@@ -268,6 +292,13 @@ def _is_scalar(v: Any) -> bool:
 def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param: bool
                  ) -> dict[str, AttrValue]:
     """The attributes of a tracked tensor; fingerprints not in ``what`` come from ``prev``."""
+    data, grad = fingerprints(t, prev, what, is_param)
+    return {"data": data, "grad": grad, **static_attrs(t, is_param)}
+
+
+def fingerprints(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param: bool
+                 ) -> tuple[AttrValue, AttrValue]:
+    """(data, grad) fingerprints of a tracked tensor, those not in ``what`` from ``prev``."""
     if prev is None or what & DATA:
         data = fingerprint(t)
     else:
@@ -279,10 +310,14 @@ def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param:
         grad = fingerprint(g)
     else:
         grad = prev["grad"]
+    return data, grad
+
+
+def static_attrs(t: Any, is_param: bool) -> dict[str, AttrValue]:
+    """A tracked tensor's attributes other than its fingerprints."""
     attrs: dict[str, AttrValue] = {
-        "data": data, "grad": grad, "requires_grad": t.requires_grad,
-        "dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": device_name(t),
-        "is_param": is_param,
+        "requires_grad": t.requires_grad, "dtype": dtype_name(t.dtype), "shape": list(t.shape),
+        "device": device_name(t), "is_param": is_param,
     }
     # Megatron-style tensor-parallel marks, when present: set on the tensor (its __dict__) or
     # defined by its class; the four lookups are skipped for a plain tensor of a plain class.
@@ -349,8 +384,23 @@ class Content:
 
     def attrs(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
               is_param: bool, at_end: bool) -> dict[str, AttrValue]:
-        dtype, device = dtype_name(t.dtype), device_name(t)
-        dm, gm = self._modes(name, t, is_param, dtype, device)
+        data, grad = self.values(name, t, prev, what, is_param, at_end)
+        return {"data": data, "grad": grad, **static_attrs(t, is_param)}
+
+    def modes_of(self, name: str, t: Any, is_param: bool, static: dict[str, AttrValue]
+              ) -> tuple[int, int]:
+        """(data mode, grad mode) of a variable with static attributes ``static``."""
+        return self._modes(name, t, is_param, static["dtype"], static["device"])
+
+    def values(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
+               is_param: bool, at_end: bool, modes: tuple[int, int] | None = None
+               ) -> tuple[AttrValue, AttrValue]:
+        """(data, grad) as precise as the plan asks; remembers what is owed at the step end.
+        ``modes``: the variable's :meth:`modes_of`, when the caller knows them (they follow its
+        static attributes)."""
+        if modes is None:
+            modes = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
+        dm, gm = modes
         g = t.grad if is_param else None
         later = 0
         data, p_data = self._value(t, prev, "data", bool(what & DATA), dm, at_end)
@@ -364,13 +414,7 @@ class Content:
             self.pending[name] = (t, is_param, later | (old[2] if old else 0))
         elif name in self.pending and self.pending[name][0] is not t:
             del self.pending[name]  # the name now holds another tensor (a replaced layer)
-        attrs: dict[str, AttrValue] = {
-            "data": data, "grad": grad, "requires_grad": t.requires_grad, "dtype": dtype,
-            "shape": list(t.shape), "device": device, "is_param": is_param,
-        }
-        if t.__dict__ or _TP_ON_CLASS.get(type(t), True):
-            _add_tp_attrs(t, attrs)
-        return attrs
+        return data, grad
 
     @staticmethod
     def _value(x: Any, prev: dict[str, AttrValue] | None, attr: str, asked: bool, mode: int,
