@@ -20,8 +20,9 @@ tiny-step stress case reported in its own section with its own verdict:
    traced vs. the full trace.
 
 Targets: median over workloads <= 1.05x, worst <= 1.15x, per framework (and for the stress
-case). JAX workloads also report the training thread's CPU time per step (``time.thread_time``:
-the thread that dispatches the jitted step and runs the probes, not XLA's threads).
+case). Also reported: the training thread's CPU time per step (``time.thread_time``: the thread
+that runs the probes; for JAX it dispatches the jitted step, XLA's threads are not counted; for
+PyTorch with one intra-op thread it also computes).
 
 Where the checker runs (``--checker``): ``process`` (the default of ``--on-violation warn``: a
 separate checker process, so the training thread only encodes events) or ``inline`` (on the
@@ -202,7 +203,7 @@ def bench(group: str, name: str, args: argparse.Namespace, work: Path) -> dict:
             "plain_cpu_ms": statistics.median(plain_cpu),
             "events_full_trace_ref": full_events, "events_checked_run": checked_events,
             "ref_steps": args.ref_steps, "checked_steps": args.steps + args.warmup}
-    if thread["plain"] and thread["checked"]:  # the training thread alone (JAX workloads)
+    if thread["plain"] and thread["checked"]:  # the training thread alone
         row["plain_thread_ms"] = statistics.median(thread["plain"]) * 1e3
         row["checked_thread_ms"] = statistics.median(thread["checked"]) * 1e3
     return row

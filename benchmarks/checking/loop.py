@@ -7,8 +7,9 @@ A realistic loop, richer than a bare step so the invariants cover more of traini
 step, learning-rate scheduler step, every ``EVAL_EVERY`` steps an evaluation forward under
 ``model.eval()`` + ``no_grad``, every ``CKPT_EVERY`` steps a checkpoint (``torch.save`` of the
 model's and optimizer's ``state_dict``, into memory). Prints one JSON line: the wall-clock
-seconds (``times``) and process CPU seconds of all threads (``cpu``) of every timed iteration
-(evaluation and checkpoint included) after WARMUP iterations. THREADS sets torch's intra-op
+seconds (``times``), process CPU seconds of all threads (``cpu``) and the training thread's
+CPU seconds (``thread``) of every timed iteration (evaluation and checkpoint included) after
+WARMUP iterations. THREADS sets torch's intra-op
 threads and confines the training thread to the first THREADS cores (0 or absent: torch's
 default, one thread per core, any core).
 """
@@ -42,10 +43,10 @@ def main() -> None:
     torch.manual_seed(0)
     model, opt, loss_fn = setup(name)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.9)
-    times, cpu = [], []
+    times, cpu, thread = [], [], []
     loss = torch.tensor(0.0)
     for i in range(warmup + steps):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
         model.train()
         opt.zero_grad()
         loss = loss_fn()
@@ -62,7 +63,8 @@ def main() -> None:
         if i >= warmup:
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
-    print(json.dumps({"workload": name, "times": times, "cpu": cpu,
+            thread.append(time.thread_time() - h0)
+    print(json.dumps({"workload": name, "times": times, "cpu": cpu, "thread": thread,
                       "loss": float(loss.detach())}))
 
 

@@ -78,11 +78,14 @@ class CallTracer:
         s = self.stack()
         return s[-1][1] if s else None
 
-    def start(self, api: str, args: dict[str, Summary], key: int = 0) -> int:
+    def start(self, api: str, args: dict[str, Summary], key: int = 0,
+              stack: list[tuple[int, str, int]] | None = None) -> int:
         """Emit a CallStart for ``api`` and push it; ``key`` identifies the call's object so
-        that a later :meth:`pop` can find it (hooks have no other link from pre to post)."""
+        that a later :meth:`pop` can find it (hooks have no other link from pre to post).
+        ``stack``: this thread's :meth:`stack`, when the caller has it already."""
         s = self.session
-        stack = self.stack()
+        if stack is None:
+            stack = self.stack()
         cid = s.next_call_id()
         if stack:
             parent, loc = stack[-1][0], None
@@ -93,10 +96,16 @@ class CallTracer:
         stack.append((cid, api, key))
         return cid
 
-    def pop(self, api: str, key: int = 0) -> int:
+    def pop(self, api: str, key: int = 0, stack: list[tuple[int, str, int]] | None = None
+            ) -> int:
         """Pop the innermost running call of ``api`` on ``key`` (0: not found). Calls above it
         that never ended (their post hook did not run) are dropped."""
-        stack = self.stack()
+        if stack is None:
+            stack = self.stack()
+        top = stack[-1] if stack else None
+        if top is not None and top[1] == api and top[2] == key:  # the usual case
+            stack.pop()
+            return top[0]
         for i in range(len(stack) - 1, -1, -1):
             cid, a, k = stack[i]
             if a == api and k == key:

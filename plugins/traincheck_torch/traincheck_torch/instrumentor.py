@@ -196,7 +196,7 @@ class TorchInstrumentor:
         if self._is_compiling():
             return None
         s = self.session
-        if s is None or s.is_suppressed() or probe in s.disabled_probes:
+        if s is None or probe in s.disabled_probes or s.is_suppressed():
             return None
         return s
 
@@ -211,13 +211,14 @@ class TorchInstrumentor:
             return None
         try:
             tr, names = self.tracer, self.vars.module_names
-            if not tr.stack():
+            stack = tr.stack()
+            if not stack:
                 self._top_forward(mod)
             fp = self._forward_fp
             summary: dict[str, Summary] = {"self": module_summary(mod, names)}
             for key, a in zip(ARG_KEYS, args, strict=False):  # at most MAX_ARGS
                 summary[key] = summarize_value(s, a, names, 1, fp)
-            tr.start(FORWARD, summary, id(mod))
+            tr.start(FORWARD, summary, id(mod), stack)
         except Exception as exc:
             self._failed(FORWARD, exc)
         return None
@@ -239,14 +240,15 @@ class TorchInstrumentor:
             return None
         try:
             tr = self.tracer
-            cid = tr.pop(FORWARD, id(mod))
+            stack = tr.stack()
+            cid = tr.pop(FORWARD, id(mod), stack)
             if not cid:
                 return None
             exc = sys.exc_info()[1] if out is None else None
             if exc is not None:
                 tr.error(cid, exc)
                 return None
-            if not tr.stack() and mod.training and self._observe_vars:
+            if not stack and mod.training and self._observe_vars:
                 self._observe_buffers(mod, cid)
             tr.end(cid, summarize_value(s, out, self.vars.module_names, 1, self._forward_fp))
         except Exception as exc:
@@ -440,6 +442,8 @@ class TorchInstrumentor:
             self.vars.observe(self.vars.param_vars([t]), ALL, cid)
 
     def _post_clip(self, instance: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
+        if not self.vars.in_place_grad_edits_matter():
+            return
         params = args[0] if args else kwargs.get("parameters")
         if isinstance(params, self.torch.Tensor):
             params = [params]
@@ -448,7 +452,7 @@ class TorchInstrumentor:
 
     def _post_unscale(self, scaler: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:
         opt = args[0] if args else kwargs.get("optimizer")
-        if opt is not None:
+        if opt is not None and self.vars.in_place_grad_edits_matter():
             self._post_opt_grad(opt, (), {}, None, cid)
 
     def _post_sched(self, sched: Any, args: tuple, kwargs: dict, ret: Any, cid: int) -> None:

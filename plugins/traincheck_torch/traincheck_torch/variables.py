@@ -186,6 +186,12 @@ class VariableTracker:
     def opt_params(self, opt: Any) -> list[Any]:
         return [p for g in opt.param_groups for p in g["params"]]
 
+    def in_place_grad_edits_matter(self) -> bool:
+        """Whether observing gradients edited in place (clipping, unscaling) can record
+        anything: such edits change content only, never whether a gradient is set, and under
+        a plan that compares no gradient at every change that content is not recorded then."""
+        return self.content is None or self.content.grad_always
+
     def take_dirty(self) -> list[Any]:
         out = list(self.dirty.values())
         self.dirty.clear()
@@ -362,6 +368,9 @@ class Content:
         self.plan = plan
         self.modes: dict[str, tuple[Any, int, int]] = {}  # name -> (static key, data, grad)
         self.pending: dict[str, tuple[Any, bool, int]] = {}  # name -> (tensor, is_param, what)
+        #: some variable's gradient content is compared at every change (not only at step ends)
+        self.grad_always = plan.content is None or any(
+            r.attr == "grad" and not r.step_end for r in plan.content)
 
     def take_pending(self) -> dict[str, tuple[Any, bool, int]]:
         out, self.pending = self.pending, {}
