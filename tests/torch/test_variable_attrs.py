@@ -77,3 +77,44 @@ def test_a_state_is_emitted_when_any_attribute_of_the_same_tensor_changes():
     p.partition_dim = 0  # a tensor-parallel mark set later
     look(DATA)
     assert seen()[-1]["partition_dim"] == 0 and len(seen()) == 5
+
+
+def test_buffers_follow_changes_of_the_module_tree():
+    from torch.nn.modules import module as nn_module
+    from traincheck_torch.variables import VariableTracker
+
+    v = VariableTracker(_Collect())  # type: ignore[arg-type]
+    handles = [nn_module.register_module_module_registration_hook(v.structure_changed),
+               nn_module.register_module_buffer_registration_hook(v.structure_changed)]
+    v.structure = 0
+    try:
+        m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        names = lambda: [n for n, _, _ in v.buffer_vars(m, "model")]  # noqa: E731
+        want = lambda: [f"model.{n}" for n, _ in m.named_buffers()]  # noqa: E731
+        assert names() == want() and len(names()) == 3
+        m.append(torch.nn.BatchNorm1d(2))  # a module added later
+        assert names() == want() and len(names()) == 6
+        m[1].register_buffer("extra", torch.zeros(1))  # a buffer registered later
+        assert names() == want() and len(names()) == 7
+        m[1].running_mean = torch.ones(2)  # a buffer replaced: the new tensor is observed
+        assert next(b for n, b, _ in v.buffer_vars(m, "model")
+                    if n == "model.1.running_mean") is m[1].running_mean
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_the_buffer_index_does_not_keep_a_dropped_model_alive():
+    import gc
+    import weakref
+
+    from traincheck_torch.variables import VariableTracker
+
+    v = VariableTracker(_Collect())  # type: ignore[arg-type]
+    v.structure = 0
+    m = torch.nn.Sequential(torch.nn.BatchNorm1d(2))
+    list(v.buffer_vars(m, "model"))
+    gone = weakref.ref(m[0])
+    del m
+    gc.collect()
+    assert gone() is None and not v._buffer_slots

@@ -140,6 +140,7 @@ class TorchInstrumentor:
         self._trace_step = plan.wants_api(STEP) or observe_vars
         from torch.optim import optimizer as optim_module
 
+        self._watch_structure()
         self._handles.append(optim_module.register_optimizer_step_pre_hook(self._step_pre))
         self._handles.append(optim_module.register_optimizer_step_post_hook(self._step_post))
         for spec in catalog():
@@ -147,6 +148,17 @@ class TorchInstrumentor:
                     observe_vars and spec.post in VARIABLE_POSTS):
                 self._patch(spec)
         self._install_user_code()
+
+    def _watch_structure(self) -> None:
+        """Count module and buffer registrations, so tracked models' buffers are looked up
+        again only when some module tree changed (torch's global registration hooks)."""
+        from torch.nn.modules import module as nn_module
+
+        hooks = [getattr(nn_module, f"register_module_{kind}_registration_hook", None)
+                 for kind in ("module", "buffer")]
+        if all(hooks):
+            self._handles += [register(self.vars.structure_changed) for register in hooks]
+            self.vars.structure = 0
 
     def _patch(self, spec: ApiSpec) -> None:
         found = resolve(spec)

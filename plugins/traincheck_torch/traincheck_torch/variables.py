@@ -67,6 +67,10 @@ class VariableTracker:
         self._used: dict[str, dict[str, AttrValue]] = {}
         self.dirty: dict[int, Any] = {}  # params whose .grad was written since last look
         self._hooked: dict[int, Any] = {}  # id(param) -> hook handle
+        # Module trees' shape: counts registrations (the adapter installs the hooks);
+        # -1 until then: unknown, so buffers are looked up every time.
+        self.structure = -1
+        self._buffer_slots: dict[int, tuple[weakref.ref, int, list[tuple[str, Any, str]]]] = {}
         self._taken: set[str] = set()
         # what of each variable's content the plan needs (None: all of it, always)
         self.content: Content | None = None
@@ -167,8 +171,25 @@ class VariableTracker:
         yield from self.buffer_vars(mod, name)
 
     def buffer_vars(self, mod: Any, name: str) -> Iterator[tuple[str, Any, bool]]:
-        for bname, b in mod.named_buffers():
-            yield f"{name}.{bname}", b, False
+        """``mod``'s buffers (as ``named_buffers`` names them). Where they live in the module
+        tree is looked up again only when a module or buffer was registered somewhere since
+        (``structure_changed``): this runs after every training forward."""
+        key = id(mod)
+        hit = self._buffer_slots.get(key)
+        if hit is None or hit[0]() is not mod or hit[1] != self.structure or self.structure < 0:
+            slots = self._buffer_slots
+            # weakly: a model the user drops must not be kept alive by this index
+            ref = weakref.ref(mod, lambda _, key=key: slots.pop(key, None))
+            hit = slots[key] = (ref, self.structure, list(_buffer_slots(mod, name)))
+        for full, owner, bkey in hit[2]:
+            b = owner._buffers.get(bkey)
+            if b is not None:
+                yield full, b, False
+
+    def structure_changed(self, *args: Any) -> None:
+        """A torch module/buffer registration hook: some module tree changed."""
+        if self.structure >= 0:
+            self.structure += 1
 
     def all_model_vars(self) -> Iterator[tuple[str, Any, bool]]:
         for m in list(self.models.values()):
@@ -289,6 +310,18 @@ class VariableTracker:
             except Exception:
                 pass
         self._hooked.clear()
+
+
+def _buffer_slots(mod: Any, name: str) -> Iterator[tuple[str, Any, str]]:
+    """(variable name, owning module, key in its ``_buffers``) of each of ``mod``'s buffers,
+    named, ordered and deduplicated as ``mod.named_buffers()`` does."""
+    seen: set[int] = set()
+    for prefix, owner in mod.named_modules():
+        for key, b in owner._buffers.items():
+            if b is None or id(b) in seen:
+                continue
+            seen.add(id(b))
+            yield f"{name}.{prefix}.{key}" if prefix else f"{name}.{key}", owner, key
 
 
 def _is_scalar(v: Any) -> bool:
