@@ -227,9 +227,9 @@ class Session:
 
     def add_tap(self, tap: Callable[[bytes], None]) -> None:
         """Hand ``tap`` every batch of frames the trace writer writes from now on (see
-        :meth:`TraceWriter.add_tap`), and flush (from the writer's thread) at each meta
-        update (a new step) so that a consumer such as the checker process gets each step's
-        events as soon as it ends.
+        :meth:`TraceWriter.add_tap`), and flush at each meta update (a new step), on the
+        thread that updates it, so that a consumer such as the checker process gets each
+        step's events as soon as it ends (and no other thread takes the GIL for it then).
         Unlike a sink, a tap costs nothing per event: it is the cheap way to stream the
         trace elsewhere."""
         self._taps.append(tap)
@@ -251,7 +251,7 @@ class Session:
             self.meta.update(changed)
             self.emit(MetaUpdate(t=self.now(), values=changed))
             if self._taps:
-                self.writer.flush_soon()
+                self.writer.flush()
 
     def annotate(self, **values: MetaValue) -> None:
         """User overrides of meta variables (``None`` hands a key back to the heuristics)."""
@@ -266,7 +266,7 @@ class Session:
         if changed:
             self.emit(MetaUpdate(t=self.now(), values=changed))
             if self._taps:
-                self.writer.flush_soon()
+                self.writer.flush()
 
     # -- self-suppression and fail-open ----------------------------------------------------
     def suppressed(self) -> AbstractContextManager[None]:

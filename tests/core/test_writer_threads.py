@@ -44,7 +44,7 @@ def test_threads_and_flusher_keep_every_frame(tmp_path) -> None:
 
 
 def test_a_tap_gets_exactly_the_frames_written_after_it(tmp_path) -> None:
-    # flushes from emitting threads, the flusher and flush_soon interleave; the tap sees the
+    # flushes from emitting threads and the flusher interleave; the tap sees the
     # file's bytes from its start on, whole frames in file order, nothing twice
     w = TraceWriter(tmp_path / "t.tctrace", buffer_bytes=2048, interval=0.001)
     w.emit(_header())
@@ -57,7 +57,7 @@ def test_a_tap_gets_exactly_the_frames_written_after_it(tmp_path) -> None:
         for i in range(2000):
             w.emit(ev.MetaUpdate(t=i, values={"thread": k, "i": i}))
             if i % 500 == 0:
-                w.flush_soon()
+                w.flush()
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(3)]
     for th in pool:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ProcessChecker"]
 
-SEND_EVERY = 0.05  # seconds: the longest a traced event waits before going to the checker
+SEND_EVERY = 0.05  # seconds between retries of what the pipe could not take at once
 BACKLOG_LIMIT = 1 << 28  # bytes the checker may fall behind before checking is switched off
 READY_TIMEOUT = 60.0  # seconds training waits, once, for the checker to load the invariants
 FINISH_TIMEOUT = 600.0  # seconds the end of the run waits for the checker's last verdicts
@@ -97,6 +97,7 @@ class ProcessChecker(Reporter):
             session.add_sink(self._check_raise, frames=True)
         self._reader = _thread(self._read_replies, "traincheck-check-replies")
         self._stop_timer = threading.Event()
+        self._leftover = threading.Event()  # the pipe did not take all of the buffer
         _thread(self._send_loop, "traincheck-check-send")
         # Wait (once, like loading invariants inline) until the checker is ready, so even the
         # first steps' violations are reported at once rather than after its start-up.
@@ -128,6 +129,7 @@ class ProcessChecker(Reporter):
         checker to take all of it."""
         with self._lock:
             if self.off or not self._buf:
+                self._leftover.clear()
                 return
             try:
                 sent = self._write_some(until)
@@ -137,6 +139,10 @@ class ProcessChecker(Reporter):
                                f"({exc}; exit status {self._proc.poll()})")
                 return
             del self._buf[:sent]
+            if self._buf:
+                self._leftover.set()
+            else:
+                self._leftover.clear()
             if len(self._buf) > BACKLOG_LIMIT:
                 self._turn_off(f"the checker process fell {len(self._buf) >> 20} MB behind "
                                "the training")
@@ -162,11 +168,13 @@ class ProcessChecker(Reporter):
                 pass
 
     def _send_loop(self) -> None:
-        while not self._stop_timer.wait(SEND_EVERY):
-            if not self.off:
-                self.session.writer.flush()  # through the tap, to the pipe
-            if self._buf:
-                self._send()
+        # Retries what the pipe could not take at once. It sleeps until there is some: a
+        # thread waking on a timer would take the GIL from training every time.
+        while True:
+            self._leftover.wait()
+            if self._stop_timer.wait(SEND_EVERY):
+                return
+            self._send()
 
     def _raise_now(self) -> None:
         v, self._raise = self._raise, None
@@ -212,6 +220,7 @@ class ProcessChecker(Reporter):
     # -- end of run --------------------------------------------------------------------------
     def _finish(self) -> tuple[list[Violation], CheckResult] | None:
         self._stop_timer.set()
+        self._leftover.set()  # (wakes the send loop, which sees the stop)
         if self.off or threading.current_thread() is self._reader:
             self._proc.kill()  # cut off from the run (the user was told), or ``stop`` now
             self._proc.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +47,7 @@ class TraceWriter:
         self._written = 0  # frames written to the file
         self.bytes_written = 0
         self._stop = threading.Event()
-        self._wake = threading.Event()  # flush now (flush_soon)
+        self._flushed = time.monotonic()  # when the last flush began
         self._thread: threading.Thread | None = None
         self._taps: tuple[Callable[[bytes], None], ...] = ()
         if interval > 0:
@@ -58,18 +59,11 @@ class TraceWriter:
         self._thread.start()
 
     def _flush_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            self.flush()
-
-    def flush_soon(self) -> None:
-        """Have the background thread flush now (inline when there is none): the caller's
-        thread, usually training's, does not write."""
-        if self._thread is not None and not self._closed:
-            self._wake.set()
-        else:
-            self.flush()
+        while not self._stop.wait(self._interval):
+            # Only when nothing else flushed meanwhile (e.g. a session with a tap flushes at
+            # every step): this thread then never competes with training for the GIL.
+            if time.monotonic() - self._flushed >= self._interval:
+                self.flush()
 
     def set_interval(self, seconds: float) -> None:
         """Flush every ``seconds`` from now on (takes effect after the current wait)."""
@@ -110,6 +104,7 @@ class TraceWriter:
         with self._lock:
             if self._fd < 0:
                 return
+            self._flushed = time.monotonic()
             batch = self._take()
             self._queued = 0
             self._written += len(batch)
@@ -151,7 +146,6 @@ class TraceWriter:
         with self._lock:
             self._closed = True
         self._stop.set()
-        self._wake.set()
         self.flush()
         with self._lock:
             if self._fd >= 0:
@@ -165,6 +159,5 @@ class TraceWriter:
         self._closed = True
         self._fd = -1
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread = None
         self._taps = ()
