@@ -229,7 +229,8 @@ class Session:
         """Hand ``tap`` every batch of frames the trace writer writes from now on (see
         :meth:`TraceWriter.add_tap`), and flush at each meta update (a new step), on the
         thread that updates it, so that a consumer such as the checker process gets each
-        step's events as soon as it ends (and no other thread takes the GIL for it then).
+        step's events as soon as it ends; within long steps the writer also flushes at the
+        first event 50 ms after its last write. No helper thread takes the GIL for it.
         Unlike a sink, a tap costs nothing per event: it is the cheap way to stream the
         trace elsewhere."""
         self._taps.append(tap)
@@ -328,8 +329,8 @@ _MISSING = object()
 
 
 class _Suppressed:
-    """``Session.suppressed()``: a class rather than a generator, because every probe enters
-    one (a third of the cost)."""
+    """``Session.suppressed()``: a class rather than a generator-based context manager,
+    which costs several times as much, because every probe enters one."""
 
     __slots__ = ("_tls", "_prev")
 

@@ -7,9 +7,9 @@ effects on the rest of the step, such as caches the probes and the checker proce
 training). For each workload: infer invariants from a fully traced reference run, then run
 ``loop.py`` under ``traincheck run --invariants`` with a timer around every probe entry point
 (module forward pre/post hooks, optimizer step pre/post hooks, and the argument summaries and
-post-call observations of every patched API; not the wrapped calls themselves), and report
-milliseconds per step inside probes, by probe, and as a share of the checked run's median
-step.
+post-call observations of every patched API; not the wrapped calls themselves) over the steps
+after the warm-up ones, and report milliseconds per step inside probes, by probe, and as a
+share of the checked run's median step.
 
 Usage: python benchmarks/checking/probe_costs.py [--workloads cnn,lm,mlp] [--runs 2]
 Prints a Markdown table (stdout).
@@ -38,6 +38,7 @@ sys.argv = ["loop.py", {workload!r}, "{steps}", "{warmup}", "1"]
 sys.path.insert(0, {here!r})
 import traincheck_torch.instrumentor as I
 spent = collections.Counter()
+steps = [0]  # optimizer steps finished; probes are timed after the warm-up ones
 
 def timed(name):
     inner = getattr(I.TorchInstrumentor, name)
@@ -48,7 +49,10 @@ def timed(name):
         try:
             return inner(*args, **kwargs)
         finally:
-            spent[name] += time.perf_counter_ns() - t0
+            if steps[0] >= {warmup}:
+                spent[name] += time.perf_counter_ns() - t0
+            if name == "_step_post":
+                steps[0] += 1
     setattr(I.TorchInstrumentor, name, probe)
 
 for name in ["_fwd_pre", "_fwd_post", "_step_pre", "_step_post", "_args", "_ret",
@@ -60,7 +64,7 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     loop.main()
 times = json.loads(out.getvalue().strip().splitlines()[-1])["times"]
-print(json.dumps({{"spent_ns": dict(spent), "steps": {steps} + {warmup}, "times": times}}))
+print(json.dumps({{"spent_ns": dict(spent), "steps": {steps}, "times": times}}))
 """
 
 

@@ -2,9 +2,9 @@
 
 The training thread does nothing per event for it: the checker process reads the trace's own
 frames, handed over by the trace writer whenever it writes (a tap: at every meta update, a new
-step or stage, from a timer, and when its buffer fills), so the checker sees a step's events
-while the next step runs. Writes to its pipe never block: what the pipe cannot take now
-waits in a buffer. The checker process
+step or stage, at the first event 50 ms after the last write, and when its buffer fills), so
+the checker sees a step's events while the next step runs. Writes to its pipe never block:
+what the pipe cannot take now waits in a buffer. The checker process
 (:mod:`~traincheck_core.check.worker`) runs the same :class:`CheckEngine` on another core
 and sends violations back; a thread here reports them (stderr line, ``violations.jsonl``,
 ``traincheck_violation`` hook) a few milliseconds after the step that shows them.

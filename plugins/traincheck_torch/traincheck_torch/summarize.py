@@ -91,8 +91,9 @@ _types: _TorchTypes | None = None
 
 def summarize_value(session: Session, value: Any, names: Mapping[int, str], depth: int = 2,
                     fp: bool = True) -> Summary:
-    """A cheap, bounded summary of a call argument (never raises). ``fp``: small tensors get
-    a fingerprint (no deployed invariant may need it, see ``wants_arg_content``)."""
+    """A cheap, bounded summary of a call argument (never raises). ``fp``: whether small
+    tensors get a fingerprint (not when no deployed invariant compares the API's argument
+    content, see ``InstrumentationPlan.wants_arg_content``)."""
     global _types
     tt = _types or (_types := _TorchTypes())
     if isinstance(value, tt.tensor):  # the common case first
