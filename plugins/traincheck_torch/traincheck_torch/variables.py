@@ -246,12 +246,12 @@ class VariableTracker:
                                             True, hit[2])
             else:
                 data, grad = content.values(name, t, prev, what, is_param, at_end, hit[2])
-            if prev is not None and used.get(name) is static:  # only fingerprints may differ
-                if data == prev["data"] and grad == prev["grad"]:
-                    continue
-                attrs = {"data": data, "grad": grad, **static}
-            else:
-                attrs = {"data": data, "grad": grad, **static}
+            # with the static attributes of the last state, only fingerprints may differ
+            same_static = prev is not None and used.get(name) is static
+            if same_static and data == prev["data"] and grad == prev["grad"]:
+                continue
+            attrs = {"data": data, "grad": grad, **static}
+            if not same_static:
                 used[name] = static
                 if attrs == prev:
                     continue
@@ -430,7 +430,7 @@ class Content:
         return {"data": data, "grad": grad, **static_attrs(t, is_param)}
 
     def modes_of(self, name: str, t: Any, is_param: bool, static: dict[str, AttrValue]
-              ) -> tuple[int, int]:
+                 ) -> tuple[int, int]:
         """(data mode, grad mode) of a variable with static attributes ``static``."""
         return self._modes(name, t, is_param, static["dtype"], static["device"])
 
