@@ -185,7 +185,7 @@ def test_fail_open_probe_error_never_reaches_training(runner):
     from traincheck_torch import variables
     def boom(*a, **k):
         raise RuntimeError("injected")
-    variables.fingerprints = boom   # every observation now fails inside traincheck
+    variables.fingerprint = boom   # every observation now fails inside traincheck
     m = torch.nn.Linear(3, 1)
     opt = torch.optim.SGD(m.parameters(), 0.1)
     for _ in range(3):

@@ -25,9 +25,7 @@ SET = "<set>"
 
 def is_readable(t: Any) -> bool:
     """Whether :func:`fingerprint` gives ``t`` a value (not ``None``)."""
-    import torch
-
-    return t.layout is torch.strided and not t.is_meta
+    return t.layout is (_STRIDED or _strided()) and not t.is_meta
 
 # Odd 64-bit multipliers (as signed int64) for the on-device weighted sum: an odd multiplier
 # makes any single-word change alter the sum modulo 2**64, so one changed element is always seen.

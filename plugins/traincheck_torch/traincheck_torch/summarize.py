@@ -46,15 +46,32 @@ def device_name(t: Any) -> str:
 
 
 def tensor_summary(t: Any, with_fp: bool = True) -> TensorSummary:
-    """Summary of a tensor: type, shape, dtype, device, fingerprint and ``requires_grad``."""
-    fp = None
-    if with_fp:
-        try:
-            fp = fingerprint(t)
-        except Exception:
-            fp = None
+    """Summary of a tensor: type, shape, dtype, device, fingerprint and ``requires_grad``.
+    Without a fingerprint, tensors alike in all of these share one summary object (a
+    training loop passes activations of the same few kinds to every layer at every step;
+    summaries are never changed once made)."""
+    if not with_fp:
+        key = (type(t), t.shape, t.dtype, t.is_cpu or t.device, t.requires_grad)
+        hit = _ALIKE.get(key)
+        if hit is None:
+            if len(_ALIKE) >= 4096:  # shapes that vary without end must not pile up
+                _ALIKE.clear()
+            hit = _ALIKE[key] = _tensor_summary(t, None)
+        return hit
+    try:
+        fp = fingerprint(t)
+    except Exception:
+        fp = None
+    return _tensor_summary(t, fp)
+
+
+def _tensor_summary(t: Any, fp: str | None) -> TensorSummary:
     return TensorSummary(class_name(t), list(t.shape), dtype_name(t.dtype), device_name(t), fp,
                          {"requires_grad": t.requires_grad})
+
+
+#: (class, shape, dtype, device, requires_grad) -> the summary of such a tensor, unfingerprinted
+_ALIKE: dict[tuple, TensorSummary] = {}
 
 
 def class_name(obj: Any) -> str:

@@ -51,6 +51,23 @@ class _Opt:
     params: list[Any] = field(default_factory=list)
 
 
+class _Var:
+    """What :meth:`VariableTracker.observe` knows of one tensor variable: its last state
+    (``attrs``, empty before the first), its static attributes, what they were built from
+    (``sig``), the content modes that follow from them, and whether the last state carries
+    them (``current``)."""
+
+    __slots__ = ("attrs", "sig", "static", "dm", "gm", "vtype", "current")
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, AttrValue] = {}
+        self.sig: tuple = ()
+        self.static: dict[str, AttrValue] = {}
+        self.dm = self.gm = CONTENT_ALWAYS
+        self.vtype = ""
+        self.current = False
+
+
 class VariableTracker:
     """Knows the tracked models and optimizers, names their variables, emits VarStates."""
 
@@ -60,11 +77,8 @@ class VariableTracker:
         self.opts: dict[int, _Opt] = {}
         self.module_names: dict[int, str] = {}  # id(submodule) -> "model.layer1"
         self.param_names: dict[int, str] = {}  # id(param or buffer) -> "model.layer1.weight"
-        self.last: dict[str, dict[str, AttrValue]] = {}
-        # name -> (what the static attributes come from, those attributes); and the static
-        # attributes in the variable's last state (so an unchanged state costs no dict)
-        self._statics: dict[str, tuple[tuple, dict[str, AttrValue], Any]] = {}
-        self._used: dict[str, dict[str, AttrValue]] = {}
+        self._vars: dict[str, _Var] = {}  # name -> what is known of that tensor variable
+        self._groups: dict[str, dict[str, AttrValue]] = {}  # name -> a param group's last state
         self.dirty: dict[int, Any] = {}  # params whose .grad was written since last look
         self._hooked: dict[int, Any] = {}  # id(param) -> hook handle
         # Module trees' shape: counts registrations (the adapter installs the hooks);
@@ -222,42 +236,60 @@ class VariableTracker:
     def observe(self, items: Iterable[tuple[str, Any, bool]], what: int, call: int,
                 at_end: bool = False) -> None:
         """Emit a VarState for each variable whose attributes differ from its last state.
-        ``at_end``: the step ends now (content needed only at step ends is computed)."""
+        ``at_end``: the step ends now (content needed only at step ends is computed).
+
+        This runs for hundreds of tensors per training step, so it is one loop: the
+        attributes besides the fingerprints are rebuilt only when what they come from changes
+        (a tensor's ``__dict__`` size stands for its marks), and an unchanged state costs no
+        dict."""
         s = self.session
-        emit, now, last, content = s.emit, s.now, self.last, self.content
-        statics, used = self._statics, self._used
-        owed = content.pending if content is not None and at_end else None
+        emit, now, known, content = s.emit, s.now, self._vars, self.content
+        pending = content.pending if content is not None else None
+        asked_data, asked_grad = bool(what & DATA), bool(what & GRAD)
         for name, t, is_param in items:
-            prev = last.get(name)
-            # The attributes besides the fingerprints rarely change: they are rebuilt only
-            # when what they come from does (a tensor's __dict__ size stands for its marks).
+            v = known.get(name)
             sig = (type(t), t.dtype, t.shape, t.requires_grad, t.is_cpu or t.device,
                    len(t.__dict__), is_param)
-            hit = statics.get(name)
-            if hit is None or hit[0] != sig:
-                static = static_attrs(t, is_param)
-                modes = None if content is None else content.modes_of(name, t, is_param, static)
-                hit = statics[name] = (sig, static, modes)
-            static = hit[1]
-            if content is None:
-                data, grad = fingerprints(t, prev, what, is_param)
-            elif owed and name in owed:  # the step-end fingerprints in the same pass
-                data, grad = content.values(name, t, prev, what | owed.pop(name)[2], is_param,
-                                            True, hit[2])
-            else:
-                data, grad = content.values(name, t, prev, what, is_param, at_end, hit[2])
-            # with the static attributes of the last state, only fingerprints may differ
-            same_static = prev is not None and used.get(name) is static
-            if same_static and data == prev["data"] and grad == prev["grad"]:
-                continue
-            attrs = {"data": data, "grad": grad, **static}
-            if not same_static:
-                used[name] = static
+            if v is None or v.sig != sig:
+                v = self._restate(name, t, is_param, sig, v)
+            prev = v.attrs
+            first = not prev
+            ask_d, ask_g = asked_data, asked_grad
+            if at_end and pending and name in pending:  # the step-end fingerprints, now
+                owed = pending.pop(name)[2]
+                ask_d, ask_g = ask_d or bool(owed & DATA), ask_g or bool(owed & GRAD)
+            data, later_d = _content(t, None if first else prev["data"], ask_d, v.dm, at_end,
+                                     first)
+            grad, later_g = _content(t.grad if is_param else None,
+                                     None if first else prev["grad"], ask_g, v.gm, at_end,
+                                     first)
+            if pending is not None and (later_d or later_g or name in pending):
+                _owe(pending, name, t, is_param, (DATA if later_d else 0) |
+                     (GRAD if later_g else 0))
+            if v.current and data == prev["data"] and grad == prev["grad"]:
+                continue  # with the static attributes of the last state, nothing changed
+            attrs = {"data": data, "grad": grad, **v.static}
+            if not v.current:
+                v.current = True
                 if attrs == prev:
                     continue
-            last[name] = attrs
-            emit(VarState(t=now(), name=name, vtype=class_name(t), attrs=attrs,
-                          call=call if prev is not None else 0))
+            v.attrs = attrs
+            emit(VarState(t=now(), name=name, vtype=v.vtype, attrs=attrs,
+                          call=0 if first else call))
+
+    def _restate(self, name: str, t: Any, is_param: bool, sig: tuple, v: _Var | None) -> _Var:
+        """A variable first seen, or whose static attributes' sources changed: rebuild them
+        (and its content modes, which follow them)."""
+        static = static_attrs(t, is_param)
+        if self.content is None:
+            dm = gm = CONTENT_ALWAYS
+        else:
+            dm, gm = self.content.modes_of(name, t, is_param, static)
+        if v is None:
+            v = self._vars[name] = _Var()
+        v.sig, v.static, v.dm, v.gm, v.vtype = sig, static, dm, gm, class_name(t)
+        v.current = False
+        return v
 
     def observe_step_end(self, call: int) -> None:
         """The step ends: compute the content that only step ends need (see ``Content``)."""
@@ -297,9 +329,9 @@ class VariableTracker:
                                            if k != "params" and _is_scalar(v)}
             attrs["n_params"] = len(g["params"])
             name = f"{prefix}.param_groups.{i}"
-            prev = self.last.get(name)
+            prev = self._groups.get(name)
             if attrs != prev:
-                self.last[name] = attrs
+                self._groups[name] = attrs
                 s.emit(VarState(t=s.now(), name=name, vtype="param_group", attrs=attrs,
                                 call=call if prev is not None else 0))
 
@@ -435,43 +467,44 @@ class Content:
         return self._modes(name, t, is_param, static["dtype"], static["device"])
 
     def values(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
-               is_param: bool, at_end: bool, modes: tuple[int, int] | None = None
-               ) -> tuple[AttrValue, AttrValue]:
-        """(data, grad) as precise as the plan asks; remembers what is owed at the step end.
-        ``modes``: the variable's :meth:`modes_of`, when the caller knows them (they follow its
-        static attributes)."""
-        if modes is None:
-            modes = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
-        dm, gm = modes
-        g = t.grad if is_param else None
-        later = 0
-        data, p_data = self._value(t, prev, "data", bool(what & DATA), dm, at_end)
-        if p_data:
-            later |= DATA
-        grad, p_grad = self._value(g, prev, "grad", bool(what & GRAD), gm, at_end)
-        if p_grad:
-            later |= GRAD
-        if later:
-            old = self.pending.get(name)
-            self.pending[name] = (t, is_param, later | (old[2] if old else 0))
-        elif name in self.pending and self.pending[name][0] is not t:
-            del self.pending[name]  # the name now holds another tensor (a replaced layer)
+               is_param: bool, at_end: bool) -> tuple[AttrValue, AttrValue]:
+        """(data, grad) as precise as the plan asks; remembers what is owed at the step end."""
+        dm, gm = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
+        old = prev or {}
+        data, later_d = _content(t, old.get("data"), bool(what & DATA), dm, at_end, not prev)
+        grad, later_g = _content(t.grad if is_param else None, old.get("grad"),
+                                 bool(what & GRAD), gm, at_end, not prev)
+        _owe(self.pending, name, t, is_param,
+             (DATA if later_d else 0) | (GRAD if later_g else 0))
         return data, grad
 
-    @staticmethod
-    def _value(x: Any, prev: dict[str, AttrValue] | None, attr: str, asked: bool, mode: int,
-               at_end: bool) -> tuple[AttrValue, bool]:
-        """(the attribute's value, whether its fingerprint is owed at the step's end)."""
-        if x is None:
-            return None, False
-        if mode == CONTENT_NONE:
-            return (SET if is_readable(x) else None), False
-        old = prev.get(attr) if prev is not None else None
-        if mode == CONTENT_ALWAYS or at_end or prev is None:
-            if asked or old is None or old == SET:
-                return fingerprint(x), False
-            return old, False
-        # CONTENT_STEP_END between step ends: keep what the last step end computed
-        if old is None:
-            return (SET if is_readable(x) else None), True
-        return old, True
+
+def _content(x: Any, old: AttrValue, asked: bool, mode: int, at_end: bool, first: bool
+             ) -> tuple[AttrValue, bool]:
+    """A fingerprint attribute's value for tensor ``x`` (``None``: unset) whose last value was
+    ``old``, and whether its fingerprint is owed at the step's end. ``asked``: the call may
+    have changed it; ``first``: the variable's first state."""
+    if x is None:
+        return None, False
+    if mode == CONTENT_NONE:
+        return (SET if is_readable(x) else None), False
+    if mode == CONTENT_ALWAYS or at_end or first:
+        if asked or old is None or old == SET:
+            return fingerprint(x), False
+        return old, False
+    # CONTENT_STEP_END between step ends: keep what the last step end computed
+    if old is None:
+        return (SET if is_readable(x) else None), True
+    return old, True
+
+
+def _owe(pending: dict[str, tuple[Any, bool, int]], name: str, t: Any, is_param: bool,
+         later: int) -> None:
+    """Record that ``name``'s fingerprints ``later`` are owed at the step's end (nothing when
+    ``later`` is 0, but an entry for another tensor that held the name goes: a replaced
+    layer's old tensor is not owed)."""
+    if later:
+        old = pending.get(name)
+        pending[name] = (t, is_param, later | (old[2] if old else 0))
+    elif name in pending and pending[name][0] is not t:
+        del pending[name]
