@@ -51,6 +51,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -277,7 +278,20 @@ def verdict(rows: list[dict]) -> dict:
     # Checking cannot make training faster: pair ratios well below 1 mean other load on the
     # machine moved the timings more than traincheck did, and the verdict is not conclusive.
     summary["conclusive"] = all(x >= NOISE_FLOOR for w in rows for x in w["ratios"])
+    summary["median_ci90"] = list(median_ci([w["ratios"] for w in rows]))
     return summary
+
+
+def median_ci(samples: list[list[float]], level: float = 0.9, draws: int = 4000
+              ) -> tuple[float, float]:
+    """Bootstrap interval (seeded, so reproducible) of the median over workloads of each
+    workload's median pair ratio: every draw resamples each workload's pairs with replacement.
+    With one workload it is that workload's interval. On a noisy machine it says how far the
+    pairs leave the medians free to move."""
+    rng = random.Random(0)
+    meds = sorted(statistics.median(statistics.median(rng.choices(s, k=len(s)))
+                                    for s in samples) for _ in range(draws))
+    return meds[int(draws * (1 - level) / 2)], meds[int(draws * (1 + level) / 2) - 1]
 
 
 def finish(groups: dict[str, list[dict]], plan: dict[str, list[str]],
@@ -353,7 +367,9 @@ def section_md(sec: dict) -> list[str]:
              "events: full trace / checked run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in rows:
-        pairs = ", ".join(f"{x:.3f}" for x in w["ratios"])
+        lo, hi = median_ci([w["ratios"]])
+        pairs = ", ".join(f"{x:.3f}" for x in w["ratios"]) + f" (90% CI of the median: " \
+            f"{lo:.3f}-{hi:.3f})"
         total = w.get("total_cpu_ratio_median", w["cpu_ratio_median"])
         thr = (f"{w['plain_thread_ms']:.2f} -> {w['checked_thread_ms']:.2f}"
                if "plain_thread_ms" in w else "-")
@@ -385,8 +401,10 @@ def section_md(sec: dict) -> list[str]:
     if len(done) < len(planned):
         lines += ["", f"**Partial result**: only {', '.join(done)} of {', '.join(planned)} "
                   "finished in the time available; the summary covers those only."]
+    lo, hi = s.get("median_ci90") or median_ci([w["ratios"] for w in rows])
     lines += ["", f"Median over workloads **{s['median']:.3f}x** (target <= "
-              f"{s['target_median']}x), worst **{s['worst']:.3f}x** (target <= "
+              f"{s['target_median']}x; bootstrap 90% interval {lo:.3f}-{hi:.3f}x), worst "
+              f"**{s['worst']:.3f}x** (target <= "
               f"{s['target_worst']}x): {ok} the targets. CPU time per step of the training "
               f"process: median {s['cpu_median']:.3f}x, worst {s['cpu_worst']:.3f}x; "
               f"training plus checker process: median "
