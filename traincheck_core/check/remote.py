@@ -80,6 +80,7 @@ class ProcessChecker(Reporter):
             pass  # not Linux, or over the system's limit: the default pipe works too
         self._enc = msgspec.msgpack.Encoder()
         self._buf = bytearray()
+        self._sent_all = False  # the pipe is closed: the checker has all it will get
         self._lock = threading.RLock()
         self._raise: Violation | None = None
         self._done = threading.Event()
@@ -108,7 +109,7 @@ class ProcessChecker(Reporter):
     # -- the hot path ------------------------------------------------------------------------
     def _tap(self, data: bytes) -> None:
         """Frames the trace writer just wrote (whole frames, in trace order): send them on."""
-        if self.off:
+        if self.off or self._sent_all:  # (after the end: the trace's footer, file only)
             return
         with self._lock:
             self._buf += data
@@ -232,6 +233,8 @@ class ProcessChecker(Reporter):
             self._turn_off(f"the checker process did not take the run's last "
                            f"{len(self._buf) >> 10} KB of events in {FINISH_TIMEOUT:.0f} s")
             self._proc.kill()
+        with self._lock:
+            self._sent_all = True
         try:
             self._proc.stdin.close()  # type: ignore[union-attr]
         except OSError:
