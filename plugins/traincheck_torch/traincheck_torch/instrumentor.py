@@ -154,8 +154,8 @@ class TorchInstrumentor:
         again only when some module tree changed (torch's global registration hooks)."""
         from torch.nn.modules import module as nn_module
 
-        hooks = [getattr(nn_module, f"register_module_{kind}_registration_hook", None)
-                 for kind in ("module", "buffer")]
+        hooks: list[Any] = [getattr(nn_module, f"register_module_{kind}_registration_hook", None)
+                            for kind in ("module", "buffer")]
         if all(hooks):
             self._handles += [register(self.vars.structure_changed) for register in hooks]
             self.vars.structure = 0
@@ -508,4 +508,4 @@ class _Quiet:
 
     def __exit__(self, *exc: object) -> None:
         self._torch._C._set_grad_enabled(self._grad)
-        self._off.__exit__()
+        self._off.__exit__(None, None, None)

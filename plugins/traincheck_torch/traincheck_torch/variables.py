@@ -193,7 +193,7 @@ class VariableTracker:
         if hit is None or hit[0]() is not mod or hit[1] != self.structure or self.structure < 0:
             slots = self._buffer_slots
             # weakly: a model the user drops must not be kept alive by this index
-            ref = weakref.ref(mod, lambda _, key=key: slots.pop(key, None))
+            ref = weakref.ref(mod, _Forget(slots, key))
             hit = slots[key] = (ref, self.structure, list(_buffer_slots(mod, name)))
         for full, owner, bkey in hit[2]:
             b = owner._buffers.get(bkey)
@@ -342,6 +342,16 @@ class VariableTracker:
             except Exception:
                 pass
         self._hooked.clear()
+
+
+class _Forget:
+    """A weakref callback that drops ``key`` from ``index``."""
+
+    def __init__(self, index: dict[int, Any], key: int) -> None:
+        self.index, self.key = index, key
+
+    def __call__(self, _: Any) -> None:
+        self.index.pop(self.key, None)
 
 
 def _buffer_slots(mod: Any, name: str) -> Iterator[tuple[str, Any, str]]:
