@@ -29,18 +29,16 @@ def cite_overheads(results_dir: Path) -> dict[str, Any]:
     """The latest PyTorch numbers of the overhead benchmarks (benchmarks/collection,
     benchmarks/checking: collection-*.json, checking-*.json), which time steps against plain
     runs in the same invocation; the suite's own wall-clock ratios are dominated by interpreter
-    start-up. A file may hold only other frameworks' sections: the newest one with PyTorch
-    numbers is cited."""
+    start-up. A file may hold only other frameworks' sections: of the files with PyTorch
+    numbers, the one covering the most workloads (not a ``--workloads`` subset) is cited, the
+    newest by its recorded date among those."""
     cited: dict[str, Any] = {}
     for kind in ("collection", "checking"):
-        files = sorted(results_dir.glob(f"{kind}-*.json"), key=lambda f: f.stat().st_mtime)
-        cited[kind] = {"file": None, "note": f"no {kind}-*.json with PyTorch numbers in "
-                       f"{results_dir}"}
-        for f in reversed(files):
-            got = _cited(f)
-            if got is not None:
-                cited[kind] = got
-                break
+        found = [got for f in results_dir.glob(f"{kind}-*.json")
+                 if (got := _cited(f)) is not None]
+        cited[kind] = max(found, key=lambda g: (g["workloads"], g["date"] or "", g["file"]),
+                          default={"file": None, "note": f"no {kind}-*.json with PyTorch "
+                                   f"numbers in {results_dir}"})
     return cited
 
 
@@ -52,8 +50,11 @@ def _cited(f: Path) -> dict[str, Any] | None:
     torch = (data.get("frameworks") or {}).get("torch") or {}
     where = [data, data.get("summary") if isinstance(data.get("summary"), dict) else {},
              torch.get("summary") if isinstance(torch.get("summary"), dict) else {}]
+    rows = next((d[k] for d in (torch, data) for k in ("workloads", "rows")
+                 if isinstance(d.get(k), list)), [])
     got: dict[str, Any] = {"file": f.name, "date": data.get("date"),
-                           "machine": data.get("machine")}
+                           "machine": data.get("machine"),
+                           "workloads": len(rows)}
     for name, keys in OVERHEAD_KEYS.items():
         got[name] = next((d[k] for d in where for k in keys
                           if isinstance(d.get(k), (int, float))), None)
