@@ -163,3 +163,25 @@ def test_checkers_get_only_the_items_their_plan_names() -> None:
     # a checker whose invariant is about opt.step still sees it and still catches the bug
     _, new, _ = run([step_invariant()], synthetic_records(steps=4, frozen_from=1))
     assert [v.step for v in new] == [1]
+
+
+def test_never_triggered_reasons_merge_to_what_the_furthest_process_saw() -> None:
+    from traincheck_core.check.result import CheckResult, InvariantOutcome, merge_why_not
+
+    # a launcher never called the API; both ranks called it but the precondition never held
+    why = ["API never called: torch.nn.Module.forward", "precondition never met",
+           "precondition never met"]
+    outcomes = [CheckResult(outcomes=[InvariantOutcome(id="i", relation="r",
+                                                       status="not-triggered", why_not=w)])
+                for w in why]
+    (o,) = merge_results(outcomes).outcomes
+    assert o.status == "not-triggered" and o.why_not == "precondition never met"
+    # APIs no process called remain; one that some process called goes
+    assert merge_why_not("API never called: a, b", "API never called: b, c") == \
+        "API never called: b"
+    assert merge_why_not("API never called: a", "variable not observed: model.w") == \
+        "variable not observed: model.w"
+    # each process missed a different API: both are said
+    assert merge_why_not("API never called: a", "API never called: b") == \
+        "API never called: a; API never called: b"
+    assert merge_why_not("", "precondition never met") == "precondition never met"

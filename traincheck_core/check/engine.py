@@ -20,7 +20,7 @@ from ..invariants import Invariant, Violation
 from ..relations.base import Relation, RelationChecker, TriggerStats
 from ..trace.reader import Record
 from .plan import matches
-from .result import CheckResult, InvariantOutcome, outcome_for
+from .result import NOT_CALLED, NOT_OBSERVED, CheckResult, InvariantOutcome, outcome_for
 
 __all__ = ["CheckEngine", "CheckerFailure"]
 
@@ -318,8 +318,8 @@ class CheckEngine:
         # followed by ..." with no eval() at all), even when its other APIs did run.
         missing = sorted(a for a in part.apis if not any(matches(s, [a]) for s in self.seen_apis))
         if missing:
-            return "API never called: " + ", ".join(missing)
+            return NOT_CALLED + ", ".join(missing)
         if part.variables and not any(matches(v, part.variables) for v in self.seen_vars):
-            return "variable not observed: " + ", ".join(sorted(part.variables))
+            return NOT_OBSERVED + ", ".join(sorted(part.variables))
         return "precondition never met"
 

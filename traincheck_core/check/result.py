@@ -86,14 +86,38 @@ def _merge_two(a: InvariantOutcome, b: InvariantOutcome) -> InvariantOutcome:
         per_step[k] = per_step.get(k, 0) + v
     seen = {(v.rank, v.source) for v in a.firsts}
     firsts = list(a.firsts) + [v for v in b.firsts if (v.rank, v.source) not in seen]
-    why = a.why_not if a.why_not == b.why_not else "; ".join(x for x in (a.why_not, b.why_not)
-                                                             if x)
+    why = merge_why_not(a.why_not, b.why_not)
     return InvariantOutcome(
         id=a.id, relation=a.relation, text=a.text or b.text, hint=a.hint or b.hint,
         status=status, checked=a.checked + b.checked, occurrences=a.occurrences + b.occurrences,
         steps_violated=a.steps_violated + b.steps_violated,
         first_step=min(steps) if steps else None, ranks=sorted(set(a.ranks) | set(b.ranks)),
         why_not="" if status in ("violated", "held") else why, firsts=firsts, per_step=per_step)
+
+
+NOT_CALLED, NOT_OBSERVED = "API never called: ", "variable not observed: "
+
+
+def merge_why_not(a: str, b: str) -> str:
+    """Why an invariant never triggered in any of several processes, from their reasons.
+
+    A process that never called an API (a launcher, a DataLoader worker, a helper) says so,
+    but the run as a whole did call it if another process did: the reasons of the processes
+    that got furthest stand (an API not called < a variable not observed < anything else),
+    each said once; of "API never called" reasons only the APIs no process called remain."""
+    parts = list(dict.fromkeys(x for why in (a, b) for x in why.split("; ") if x))
+
+    def rank(part: str) -> int:
+        return 0 if part.startswith(NOT_CALLED) else 1 if part.startswith(NOT_OBSERVED) else 2
+
+    top = max((rank(x) for x in parts), default=2)
+    parts = [x for x in parts if rank(x) == top]
+    if top == 0 and len(parts) > 1:
+        lists = [set(x.removeprefix(NOT_CALLED).split(", ")) for x in parts]
+        common = sorted(set.intersection(*lists))
+        if common:  # (none in common: each process missed another API; all are said)
+            parts = [NOT_CALLED + ", ".join(common)]
+    return "; ".join(parts)
 
 
 def merge_results(results: Iterable[CheckResult]) -> CheckResult:
