@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,30 @@ def summarize_run(path: Path) -> list[FileSummary]:
     return [summarize_file(f) for f in trace_files(path)]
 
 
+def _state(f: FileSummary) -> str:
+    if f.error:
+        return f"CORRUPT: {f.error}"
+    if f.finished:
+        return "complete"
+    if f.header is not None and _running_here(f.header):
+        # e.g. multiprocessing's resource tracker, which exits just after the main process
+        return "no end record yet (the process is still running)"
+    return "no end record (process killed?)"
+
+
+def _running_here(header: Header) -> bool:
+    """Whether the process that writes this trace is still running on this host."""
+    if header.host != socket.gethostname():
+        return False
+    try:
+        os.kill(header.pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
+
+
 def print_run_summary(path: Path, out: IO[str], top: int = 10) -> None:
     """A short human summary: files, ranks, events by kind, busiest APIs, violations."""
     files = summarize_run(path) if path.exists() else []
@@ -65,9 +91,7 @@ def print_run_summary(path: Path, out: IO[str], top: int = 10) -> None:
     kinds: Counter = Counter()
     apis: Counter = Counter()
     for f in files:
-        state = "complete" if f.finished else "no end record (process killed?)"
-        if f.error:
-            state = f"CORRUPT: {f.error}"
+        state = _state(f)
         pid = f.header.pid if f.header else "?"
         print(f"  {f.path.name}: rank {f.rank}, pid {pid}, {sum(f.kinds.values())} events, "
               f"{f.steps} steps, {len(f.variables)} variables, {state}", file=out)
