@@ -372,26 +372,13 @@ def _is_scalar(v: Any) -> bool:
 
 def tensor_attrs(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param: bool
                  ) -> dict[str, AttrValue]:
-    """The attributes of a tracked tensor; fingerprints not in ``what`` come from ``prev``."""
-    data, grad = fingerprints(t, prev, what, is_param)
+    """The attributes of a tracked tensor under a full plan (every fingerprint computed);
+    fingerprints not in ``what`` come from ``prev``."""
+    old = prev or {}
+    data, _ = _content(t, old.get("data"), bool(what & DATA), CONTENT_ALWAYS, False, not prev)
+    grad, _ = _content(t.grad if is_param else None, old.get("grad"), bool(what & GRAD),
+                       CONTENT_ALWAYS, False, not prev)
     return {"data": data, "grad": grad, **static_attrs(t, is_param)}
-
-
-def fingerprints(t: Any, prev: dict[str, AttrValue] | None, what: int, is_param: bool
-                 ) -> tuple[AttrValue, AttrValue]:
-    """(data, grad) fingerprints of a tracked tensor, those not in ``what`` from ``prev``."""
-    if prev is None or what & DATA:
-        data = fingerprint(t)
-    else:
-        data = prev.get("data")
-    g = t.grad if is_param else None
-    if g is None:
-        grad = None
-    elif prev is None or what & GRAD or prev.get("grad") is None:
-        grad = fingerprint(g)
-    else:
-        grad = prev["grad"]
-    return data, grad
 
 
 def static_attrs(t: Any, is_param: bool) -> dict[str, AttrValue]:
