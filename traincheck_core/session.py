@@ -58,13 +58,17 @@ class ContentRule(msgspec.Struct, kw_only=True, frozen=True):
     (``name``, ``vtype``, ``is_param``, ``dtype``, ``device``) is one of the listed values, and
     its name is not in ``exclude``. ``step_end``: the invariant reads the value only in the
     state a variable has when a step ends (not at every change), so the adapter may compute
-    it once per step, at the step's end.
+    it once per step, at the step's end. ``changes``: the invariant compares the value only
+    with the same variable's previous value (did it change?), never with another variable's,
+    another rank's or a constant, so the adapter may answer from its record of writes instead
+    of hashing the content (see :meth:`InstrumentationPlan.content_by_writes`).
     """
 
     attr: str
     where: dict[str, list[Any]] = {}
     exclude: list[str] = []
     step_end: bool = False
+    changes: bool = False
 
     def matches(self, static: dict[str, Any]) -> bool:
         if self.exclude and static.get("name") in self.exclude:
@@ -124,6 +128,21 @@ class InstrumentationPlan(msgspec.Struct, kw_only=True):
                     return CONTENT_ALWAYS
                 mode = CONTENT_STEP_END
         return mode
+
+    def content_by_writes(self, attr: str, static: dict[str, Any]) -> bool:
+        """Whether every deployed invariant that compares this variable's ``attr`` only asks
+        whether it changed from the variable's own previous value (``ContentRule.changes``).
+        Then any value that differs after every write to the content and stays the same
+        without one serves in place of a fingerprint (an adapter may still hash)."""
+        if self.full or self.content is None:
+            return False
+        found = False
+        for rule in self.content:
+            if rule.attr == attr and rule.matches(static):
+                if not rule.changes:
+                    return False
+                found = True
+        return found
 
     def content_at_step_end(self) -> bool:
         """Whether some content is needed only when a step ends."""

@@ -1,5 +1,6 @@
 """The instrumentation plan says which variables' content (fingerprints) the deployed invariants
-compare, and whether only at step ends; full tracing still asks for all of it."""
+compare, whether only at step ends and whether only to see if it changed; full tracing still
+asks for all of it."""
 
 from __future__ import annotations
 
@@ -144,3 +145,22 @@ def test_argument_content_only_for_apis_whose_argument_fingerprints_are_compared
     assert plan.wants_arg_content("fw.dropout") and not plan.wants_arg_content(STEP)
     assert compile_plan(MLP_LIKE, RELS).arg_content == []
     assert InstrumentationPlan().wants_arg_content(STEP)  # full tracing: everything
+
+
+def test_change_only_comparisons_may_be_answered_from_writes() -> None:
+    # "changes every step" and "the step changes it" compare each variable with itself only
+    plan = compile_plan(MLP_LIKE, RELS)
+    assert plan.content_by_writes("data", W) and plan.content_by_writes("grad", W)
+    # presence-only attributes have no rule at all: nothing to answer
+    assert not plan.content_by_writes("data", EXP_AVG)
+    assert not InstrumentationPlan().content_by_writes("data", W)  # full tracing: hashes
+    # a relation comparing values across variables or ranks needs the content itself, and
+    # one such rule wins over any number of change-only ones
+    across = inv("Consistency", {"attr": "grad", "scope": "ranks"}, const("var.is_param", True))
+    mixed = compile_plan(MLP_LIKE + [across], RELS)
+    assert mixed.content_mode("grad", W) == CONTENT_STEP_END
+    assert not mixed.content_by_writes("grad", W)
+    assert mixed.content_by_writes("data", W)
+    # an integer growing by one per step is a value, not a change
+    plus_one = compile_plan([inv("StepEvolution", {"attr": "data", "shape": "plus_one"})], RELS)
+    assert not plus_one.content_by_writes("data", COUNTER)

@@ -57,15 +57,16 @@ class PlanPart:
 
 
 def content_rules(attr: str, pre: Precondition, *, step_end: bool = False,
-                  vtype: str | None = None) -> list[ContentRule]:
+                  vtype: str | None = None, changes: bool = False) -> list[ContentRule]:
     """The variables whose content of ``attr`` an invariant with precondition ``pre`` may
     compare: one rule per conjunction of ``pre``, keeping only its clauses on static variable
     fields (``constant`` clauses, and ``not_in`` on the name). Every other clause is taken as
     possibly true, so the rules cover at least every variable the precondition can accept.
-    ``vtype``: the invariant is about variables of that type only."""
+    ``vtype``: the invariant is about variables of that type only. ``changes``: it asks only
+    whether a variable's value changed from its own previous one (``ContentRule.changes``)."""
     base = {"vtype": [vtype]} if vtype else {}
     if pre.inverted or not pre.any_of:
-        return [ContentRule(attr=attr, where=base, step_end=step_end)]
+        return [ContentRule(attr=attr, where=base, step_end=step_end, changes=changes)]
     out = []
     for conj in pre.any_of:
         where, exclude = dict(base), []
@@ -79,7 +80,7 @@ def content_rules(attr: str, pre: Precondition, *, step_end: bool = False,
             elif c.field == NAME_FIELD and c.kind == "not_in":
                 exclude += list(c.values)
         out.append(ContentRule(attr=attr, where=where, exclude=sorted(exclude),
-                               step_end=step_end))
+                               step_end=step_end, changes=changes))
     return out
 
 

@@ -388,9 +388,10 @@ class EventContain(TemplateRelation):
         p = inv.params
         if p["kind"] == "var":
             # "set" and "to_none" need only whether the attribute is set before and after the
-            # call; "changed" compares content, across every call of the API
+            # call; "changed" compares content, across every call of the API, but only each
+            # variable's before and after
             content = [] if p["change"] != "changed" else content_rules(
-                p["attr"], inv.precondition, vtype=p.get("vtype"))
+                p["attr"], inv.precondition, vtype=p.get("vtype"), changes=True)
             return PlanPart(apis={p["api"]}, attributes={p["attr"]}, content=content)
         return PlanPart(apis={p["api"], p["child"]})
 

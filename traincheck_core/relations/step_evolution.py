@@ -150,10 +150,12 @@ class StepEvolution(TemplateRelation):
         return (_FAMILY, params["attr"]), (params["shape"], params["attr"])
 
     def plan(self, inv: Invariant) -> PlanPart:
-        # reads only step-end states: content is needed when a step ends
+        # reads only step-end states: content is needed when a step ends; "changes" compares
+        # each variable's value with its own at the previous step end
         attr = inv.params["attr"]
         return PlanPart(attributes={attr}, variables={"*"},
-                        content=content_rules(attr, inv.precondition, step_end=True))
+                        content=content_rules(attr, inv.precondition, step_end=True,
+                                              changes=inv.params["shape"] == "changes"))
 
     def text(self, params: dict[str, Any], subjects: Sequence[str], cond: str) -> str:
         names = f" ({name_list(subjects)})" if subjects else ""

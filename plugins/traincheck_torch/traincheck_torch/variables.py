@@ -16,6 +16,7 @@ content, or one per step, when the step ends.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from .fingerprint import SET, fingerprint, is_readable
 from .naming import candidates, find_name, unwrap
 from .summarize import class_name, device_name, dtype_name
 
-__all__ = ["VariableTracker", "DATA", "GRAD", "ALL"]
+__all__ = ["VariableTracker", "Writes", "DATA", "GRAD", "ALL"]
 
 DATA, GRAD, ALL = 1, 2, 3
 AttrValue = Any  # a VarState attribute value (scalar, str, list of ints or None)
@@ -54,18 +55,80 @@ class _Opt:
 class _Var:
     """What :meth:`VariableTracker.observe` knows of one tensor variable: its last state
     (``attrs``, empty before the first), its static attributes, what they were built from
-    (``sig``), the content modes that follow from them, and whether the last state carries
-    them (``current``)."""
+    (``sig``), the content modes that follow from them, the write records that stand in for
+    its fingerprints where the plan allows (``dw``, ``gw``; ``None``: hash), and whether the
+    last state carries them (``current``)."""
 
-    __slots__ = ("attrs", "sig", "static", "dm", "gm", "vtype", "current")
+    __slots__ = ("attrs", "sig", "static", "dm", "gm", "dw", "gw", "vtype", "current")
 
     def __init__(self) -> None:
         self.attrs: dict[str, AttrValue] = {}
         self.sig: tuple = ()
         self.static: dict[str, AttrValue] = {}
         self.dm = self.gm = CONTENT_ALWAYS
+        self.dw: Writes | None = None
+        self.gw: Writes | None = None
         self.vtype = ""
         self.current = False
+
+
+class Writes:
+    """Change tokens for one fingerprint attribute of one variable whose deployed invariants
+    only ask whether it changed (``InstrumentationPlan.content_by_writes``): a fresh token
+    after every write, the last one while nothing wrote. Hashing megabytes of gradients and
+    optimizer state at every step costs more than any other probe, and torch already counts
+    in-place writes to a tensor (``Tensor._version``); a new tensor object is a write too.
+
+    Not every write is counted: batch norm's running statistics, ``.data`` and numpy views
+    and native kernels writing through raw pointers bypass the counter. So a variable is
+    hashed at first, and its values are fingerprints, until ``PROOF`` observations have
+    seen its content change exactly when a write was counted; a single disagreement (content
+    changed and no write counted, or a counted write left it as it was) keeps it hashed for
+    good. Tokens start at a change, so the switch is never taken for one. What this cannot
+    see: a variable whose writes stop being counted later on (an uncounted write then looks
+    like no change), and a counted write of the values already there after the proof (it
+    looks like a change; so parameters' data, where ``lr=0`` does exactly that, is always
+    hashed)."""
+
+    PROOF = 2
+    __slots__ = ("ref", "version", "hash", "last", "proven")
+
+    def __init__(self) -> None:
+        self.ref: Any = None  # weak reference to the tensor of the last value
+        self.version = -1
+        self.hash: str | None = None  # content hash at the last value, while proving
+        self.last: AttrValue = None  # the value given at the last look
+        self.proven = 0  # changes seen counted so far; -1: counting disagreed, always hash
+
+    def value(self, x: Any) -> AttrValue:
+        """The attribute's value for tensor ``x``: equal to the value given at the last look
+        exactly when its content is the same (the states in between do not matter)."""
+        try:
+            version = x._version
+        except RuntimeError:  # inference tensors count no writes
+            return fingerprint(x)
+        ref = self.ref
+        written = ref is None or version != self.version or ref() is not x
+        if self.proven >= self.PROOF:
+            if written:
+                self.ref, self.version = weakref.ref(x), version
+                self.last = f"w{next(_TOKENS)}"
+            return self.last
+        h = fingerprint(x)
+        changed = h != self.hash
+        if self.proven >= 0 and self.hash is not None:
+            if changed != written:
+                self.proven = -1
+            elif changed:
+                self.proven += 1
+        self.ref, self.version, self.hash = weakref.ref(x), version, h
+        # tokens start at a change: the value moves from a fingerprint to a token only then
+        self.last = f"w{next(_TOKENS)}" if changed and self.proven >= self.PROOF else h
+        return self.last
+
+
+#: change tokens (``Writes``): one counter per process, so no two are ever equal
+_TOKENS = itertools.count(1)
 
 
 class VariableTracker:
@@ -90,7 +153,8 @@ class VariableTracker:
         self.content: Content | None = None
         plan = plan or session.plan
         if not plan.full and plan.content is not None:
-            self.content = Content(plan)
+            exact = bool(session.config.options.get("torch_exact_content"))
+            self.content = Content(plan, exact)
 
     # -- discovery ---------------------------------------------------------------------------
     def known_module(self, mod: Any) -> bool:
@@ -259,10 +323,10 @@ class VariableTracker:
                 owed = pending.pop(name)[2]
                 ask_d, ask_g = ask_d or bool(owed & DATA), ask_g or bool(owed & GRAD)
             data, later_d = _content(t, None if first else prev["data"], ask_d, v.dm, at_end,
-                                     first)
+                                     first, v.dw)
             grad, later_g = _content(t.grad if is_param else None,
                                      None if first else prev["grad"], ask_g, v.gm, at_end,
-                                     first)
+                                     first, v.gw)
             if pending is not None and (later_d or later_g or name in pending):
                 _owe(pending, name, t, is_param, (DATA if later_d else 0) |
                      (GRAD if later_g else 0))
@@ -281,13 +345,17 @@ class VariableTracker:
         """A variable first seen, or whose static attributes' sources changed: rebuild them
         (and its content modes, which follow them)."""
         static = static_attrs(t, is_param)
+        dw = gw = False
         if self.content is None:
             dm = gm = CONTENT_ALWAYS
         else:
-            dm, gm = self.content.modes_of(name, t, is_param, static)
+            dm, gm, dw, gw = self.content.modes_of(name, t, is_param, static)
         if v is None:
             v = self._vars[name] = _Var()
         v.sig, v.static, v.dm, v.gm, v.vtype = sig, static, dm, gm, class_name(t)
+        # a record of writes stays across static changes (its tokens are in the last state)
+        v.dw = (v.dw or Writes()) if dw else None
+        v.gw = (v.gw or Writes()) if gw else None
         v.current = False
         return v
 
@@ -424,11 +492,19 @@ class Content:
     A variable's mode follows its static attributes (name, type, is_param, dtype, device) but
     never goes down: once its content was needed it stays computed, so a variable that stops
     matching (e.g. a changed dtype) is never compared with a stale value.
+
+    Where every invariant comparing an attribute's content asks only whether it changed
+    (``InstrumentationPlan.content_by_writes``), a change token (:class:`Writes`) stands in for
+    the fingerprint, except for parameters' data (an update that leaves them as they were,
+    such as ``lr=0``, is the bug to see there) and unless ``exact``. Once a variable needed its
+    fingerprint it keeps it.
     """
 
-    def __init__(self, plan: InstrumentationPlan) -> None:
+    def __init__(self, plan: InstrumentationPlan, exact: bool = False) -> None:
         self.plan = plan
-        self.modes: dict[str, tuple[Any, int, int]] = {}  # name -> (static key, data, grad)
+        self.exact = exact
+        # name -> (static key, data mode, grad mode, data by writes, grad by writes)
+        self.modes: dict[str, tuple[Any, int, int, bool, bool]] = {}
         self.pending: dict[str, tuple[Any, bool, int]] = {}  # name -> (tensor, is_param, what)
         #: some variable's gradient content is compared at every change (not only at step ends)
         self.grad_always = plan.content is None or any(
@@ -439,19 +515,22 @@ class Content:
         return out
 
     def _modes(self, name: str, t: Any, is_param: bool, dtype: str, device: str
-               ) -> tuple[int, int]:
+               ) -> tuple[int, int, bool, bool]:
         key = (type(t), is_param, dtype, device)
         hit = self.modes.get(name)
         if hit is not None and hit[0] == key:
-            return hit[1], hit[2]
+            return hit[1:]
         static = {"name": name, "vtype": class_name(t), "is_param": is_param, "dtype": dtype,
                   "device": device}
-        dm = self.plan.content_mode("data", static)
-        gm = self.plan.content_mode("grad", static)
-        if hit is not None:  # never lower a variable's mode
+        plan, exact = self.plan, self.exact
+        dm, gm = plan.content_mode("data", static), plan.content_mode("grad", static)
+        dw = not (exact or is_param) and plan.content_by_writes("data", static)
+        gw = not exact and plan.content_by_writes("grad", static)
+        if hit is not None:  # never lower a variable's mode, never go back to tokens
             dm, gm = max(dm, hit[1]), max(gm, hit[2])
-        self.modes[name] = (key, dm, gm)
-        return dm, gm
+            dw, gw = dw and hit[3], gw and hit[4]
+        self.modes[name] = (key, dm, gm, dw, gw)
+        return dm, gm, dw, gw
 
     def attrs(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
               is_param: bool, at_end: bool) -> dict[str, AttrValue]:
@@ -459,14 +538,17 @@ class Content:
         return {"data": data, "grad": grad, **static_attrs(t, is_param)}
 
     def modes_of(self, name: str, t: Any, is_param: bool, static: dict[str, AttrValue]
-                 ) -> tuple[int, int]:
-        """(data mode, grad mode) of a variable with static attributes ``static``."""
+                 ) -> tuple[int, int, bool, bool]:
+        """(data mode, grad mode, data by writes, grad by writes) of a variable with static
+        attributes ``static``."""
         return self._modes(name, t, is_param, static["dtype"], static["device"])
 
     def values(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
                is_param: bool, at_end: bool) -> tuple[AttrValue, AttrValue]:
-        """(data, grad) as precise as the plan asks; remembers what is owed at the step end."""
-        dm, gm = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
+        """(data, grad) as precise as the plan asks (fingerprints, never change tokens: those
+        need a variable's record of writes, which ``VariableTracker`` keeps); remembers what
+        is owed at the step end."""
+        dm, gm, _, _ = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
         old = prev or {}
         data, later_d = _content(t, old.get("data"), bool(what & DATA), dm, at_end, not prev)
         grad, later_g = _content(t.grad if is_param else None, old.get("grad"),
@@ -476,18 +558,19 @@ class Content:
         return data, grad
 
 
-def _content(x: Any, old: AttrValue, asked: bool, mode: int, at_end: bool, first: bool
-             ) -> tuple[AttrValue, bool]:
+def _content(x: Any, old: AttrValue, asked: bool, mode: int, at_end: bool, first: bool,
+             writes: Writes | None = None) -> tuple[AttrValue, bool]:
     """A fingerprint attribute's value for tensor ``x`` (``None``: unset) whose last value was
     ``old``, and whether its fingerprint is owed at the step's end. ``asked``: the call may
-    have changed it; ``first``: the variable's first state."""
+    have changed it; ``first``: the variable's first state; ``writes``: its record of writes,
+    whose change tokens stand in for fingerprints."""
     if x is None:
         return None, False
     if mode == CONTENT_NONE:
         return (SET if is_readable(x) else None), False
     if mode == CONTENT_ALWAYS or at_end or first:
         if asked or old is None or old == SET:
-            return fingerprint(x), False
+            return (fingerprint(x) if writes is None else writes.value(x)), False
         return old, False
     # CONTENT_STEP_END between step ends: keep what the last step end computed
     if old is None:

@@ -1,0 +1,136 @@
+"""Change tokens: where the deployed invariants only ask whether a gradient or optimizer state
+changed, torch's count of in-place writes answers instead of a hash, once a variable has shown
+that its writes are counted; content that changes behind the counter keeps being hashed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from traincheck_torch.fingerprint import fingerprint
+from traincheck_torch.variables import ALL, DATA, GRAD, VariableTracker, Writes
+
+from traincheck_core import InstrumentationPlan, VarState
+from traincheck_core.session import ContentRule
+
+pytestmark = pytest.mark.torch
+
+HEX = set("0123456789abcdef")
+
+
+def is_fp(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 16 and set(value) <= HEX
+
+
+def is_token(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("w") and not is_fp(value)
+
+
+def proven(w: Writes, t: torch.Tensor) -> list:
+    """Values over PROOF + 1 counted changes (in-place adds)."""
+    out = [w.value(t)]
+    for _ in range(Writes.PROOF):
+        t.add_(1)
+        out.append(w.value(t))
+    return out
+
+
+def test_counted_writes_become_tokens_after_the_proof_and_only_at_a_change():
+    w, t = Writes(), torch.zeros(5)
+    values = proven(w, t)
+    assert all(is_fp(v) for v in values[:-1]) and len(set(values)) == len(values)
+    assert is_token(values[-1])  # the proof ends at a change: the new value differs
+    assert w.value(t) == values[-1]  # nothing written: the same token, no hash needed
+    t.mul_(2)
+    changed = w.value(t)
+    assert is_token(changed) and changed != values[-1]
+    assert w.value(t.clone()) != changed  # another tensor object is a write too
+
+
+def test_uncounted_writes_keep_a_variable_hashed():
+    w, t = Writes(), torch.zeros(5)
+    first = w.value(t)
+    t.data.add_(1)  # through .data: the tensor's own counter does not move
+    second = w.value(t)
+    assert second == fingerprint(t) != first
+    for _ in range(2 * Writes.PROOF):  # later counted writes cannot make it trusted again
+        t.add_(1)
+        assert w.value(t) == fingerprint(t)
+    assert w.value(t) == fingerprint(t)  # and an unchanged look gives the same value
+
+
+def test_batch_norm_statistics_change_behind_the_counter_and_stay_hashed():
+    bn = torch.nn.BatchNorm1d(3)
+    w = Writes()
+    seen = [w.value(bn.running_mean)]
+    for _ in range(3):
+        bn(torch.randn(8, 3))
+        seen.append(w.value(bn.running_mean))
+    assert all(is_fp(v) for v in seen) and len(set(seen)) == len(seen)
+
+
+def test_a_counted_write_of_the_same_values_during_the_proof_keeps_it_hashed():
+    w, t = Writes(), torch.ones(4)
+    first = w.value(t)
+    t.mul_(1.0)  # counted, but nothing changed (what lr=0 does to parameters)
+    assert w.value(t) == first
+    for _ in range(2 * Writes.PROOF):
+        t.add_(1)
+        assert w.value(t) == fingerprint(t)
+
+
+class _Session:
+    """What VariableTracker needs of a session: a clock, emit, a config with options."""
+
+    def __init__(self, plan: InstrumentationPlan, **options: object) -> None:
+        self.plan, self.events = plan, []
+        self.config = type("C", (), {"options": options})()
+
+    def emit(self, event: object) -> None:
+        self.events.append(event)
+
+    @staticmethod
+    def now() -> int:
+        return 0
+
+
+PLAN = InstrumentationPlan(full=False, variables=["*"], content=[
+    ContentRule(attr="data", changes=True), ContentRule(attr="grad", changes=True)])
+
+
+def _train(session: _Session, steps: int = 5) -> dict[str, list]:
+    """A real Adam loop observed as the adapter does; each variable's data/grad values."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(lin.parameters(), lr=0.1)
+    vt = VariableTracker(session, session.plan)  # type: ignore[arg-type]
+    vt.track_model(lin, "model")
+    names = {id(p): n for n, p in lin.named_parameters()}
+    for _ in range(steps):
+        opt.zero_grad()
+        lin(torch.randn(8, 4)).square().mean().backward()
+        vt.observe(((f"model.{names[id(p)]}", p, True) for p in lin.parameters()), GRAD, 1)
+        opt.step()
+        vt.observe(((f"model.{names[id(p)]}", p, True) for p in lin.parameters()), DATA, 2)
+        vt.observe(((f"opt.{names[id(p)]}.{k}", v, False) for p, st in opt.state.items()
+                    for k, v in st.items()), ALL, 2)
+    out: dict[str, list] = {}
+    for e in session.events:
+        if isinstance(e, VarState):
+            out.setdefault(e.name, []).append((e.attrs["data"], e.attrs["grad"]))
+    return out
+
+
+def test_tracker_hashes_parameters_and_tokens_the_rest_unless_exact():
+    got = _train(_Session(PLAN))
+    # parameters' data is always hashed (an update that changes nothing must be seen) ...
+    assert all(is_fp(d) for d, _ in got["model.weight"])
+    # ... their gradients and the optimizer state turn to tokens once proven
+    assert is_token(got["model.weight"][-1][1])
+    assert is_token(got["opt.weight.exp_avg"][-1][0])
+    assert is_token(got["opt.weight.step"][-1][0])
+    # every state still differs from the one before (each step writes all of them)
+    for name, values in got.items():
+        assert all(a != b for a, b in zip(values, values[1:], strict=False)), name
+    exact = _train(_Session(PLAN, torch_exact_content=True))
+    assert not any(is_token(v) for values in exact.values() for pair in values for v in pair)
+    assert exact.keys() == got.keys()
