@@ -90,6 +90,21 @@ def test_plan_compiled_from_invariants(setup) -> None:
     assert "no violations" in res.stderr
 
 
+def test_per_process_summary_only_from_processes_that_checked_something(setup) -> None:
+    # a parent that only starts the training process (as mp.spawn and launchers do): its own
+    # "0 held, N never triggered" line would read as if the run had checked nothing
+    setup.script("parent.py", """
+        import subprocess, sys
+        subprocess.run([sys.executable, "train.py"], check=True)
+    """)
+    res = setup.traincheck("run", *PLUGIN, "-o", "out", "-i", "inv.jsonl", "parent.py",
+                           env={"PYTHONPATH": HERE})
+    assert res.returncode == 0, res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.startswith("traincheck: checked")]
+    assert len(lines) == 1 and "0 held" not in lines[0], res.stderr
+    assert "no violations" in res.stderr  # the merged summary of the run follows
+
+
 def test_raise_stops_the_loop_with_a_clear_exception(setup) -> None:
     res = tc_run(setup, "--on-violation", "raise", "train.py", "3")
     assert res.returncode == 1

@@ -170,8 +170,9 @@ class Reporter:
                 self.report(v, at_exit=True)
             result.invariants_file = list(self.session.config.invariants)
             self._write_result(result)
-            if not self.quiet:
-                print(f"traincheck: {summary_line(result)}", file=sys.stderr, flush=True)
+            if not self.quiet and _says_something(result):
+                print(f"traincheck: {_who()}{summary_line(result)}", file=sys.stderr,
+                      flush=True)
         except Exception as exc:
             self.session.log_once("online:close", f"could not finish online checking: {exc}")
         finally:
@@ -260,6 +261,24 @@ def _env_int(name: str) -> int | None:
         return int(os.environ[name])
     except (KeyError, ValueError):
         return None
+
+
+#: Set by ``traincheck run`` for its program's processes: it prints the check merged over all
+#: of them when they are done.
+MERGED_SUMMARY_ENV = "TRAINCHECK_MERGED_SUMMARY"
+
+
+def _says_something(result) -> bool:
+    """Whether this process's one-line summary tells the user anything: not for a process in
+    which no invariant triggered (a launcher, a data worker, a spawning parent) when the
+    merged summary follows; it would read as if the run had checked nothing."""
+    return bool(result.violated or result.by_status("held")) or \
+        not os.environ.get(MERGED_SUMMARY_ENV)
+
+
+def _who() -> str:
+    rank = _env_int("RANK")
+    return "" if rank is None else f"rank {rank}: "
 
 
 def summary_line(result) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 
 from ..check.follower import FOLLOWED_ENV, LauncherFollower, cross_process_invariants
-from ..check.online import STOP_EXIT_CODE, load_all
+from ..check.online import MERGED_SUMMARY_ENV, STOP_EXIT_CODE, load_all
 from ..check.plan import available_relations
 from ..config import SESSION_ENV, load_config, parse_cpus
 from ..errors import UsageError
@@ -129,6 +129,10 @@ def main(args: argparse.Namespace) -> int:
     env_before = dict(os.environ)
     export_session_env(config)
     os.environ.pop(FOLLOWED_ENV, None)
+    if config.invariants and not config.quiet:
+        os.environ[MERGED_SUMMARY_ENV] = "1"  # printed below: no empty per-process lines
+    else:
+        os.environ.pop(MERGED_SUMMARY_ENV, None)
     follower = _make_follower(config, pm, output)
     try:
         code = _run_child(cmd, follower)
