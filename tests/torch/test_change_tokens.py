@@ -1,6 +1,7 @@
-"""Change tokens: where the deployed invariants only ask whether a gradient or optimizer state
+"""Change tokens: where the deployed invariants only ask whether an optimizer state or a buffer
 changed, torch's count of in-place writes answers instead of a hash, once a variable has shown
-that its writes are counted; content that changes behind the counter keeps being hashed."""
+that its writes are counted; content that changes behind the counter keeps being hashed, and
+parameters and gradients are always hashed."""
 
 from __future__ import annotations
 
@@ -120,12 +121,12 @@ def _train(session: _Session, steps: int = 5) -> dict[str, list]:
     return out
 
 
-def test_tracker_hashes_parameters_and_tokens_the_rest_unless_exact():
+def test_tracker_hashes_parameters_and_gradients_and_tokens_the_rest_unless_exact():
     got = _train(_Session(PLAN))
-    # parameters' data is always hashed (an update that changes nothing must be seen) ...
-    assert all(is_fp(d) for d, _ in got["model.weight"])
-    # ... their gradients and the optimizer state turn to tokens once proven
-    assert is_token(got["model.weight"][-1][1])
+    # parameters and gradients are always hashed (an update that changes nothing, an
+    # all-zero gradient at every step must be seen) ...
+    assert all(is_fp(d) and (g is None or is_fp(g)) for d, g in got["model.weight"])
+    # ... the optimizer state turns to tokens once proven
     assert is_token(got["opt.weight.exp_avg"][-1][0])
     assert is_token(got["opt.weight.step"][-1][0])
     # every state still differs from the one before (each step writes all of them)

@@ -4,8 +4,9 @@ compare it gives the verdicts of a full trace.
 ``programs/train_adam_clip.py`` (Adam, gradient clipping, batch norm) is traced fully once;
 invariants are inferred from it. Each buggy variant then runs twice: checked online (the
 reduced plan: gradients fingerprinted once per step, at its end; presence-only values where no
-invariant compares content) and traced fully, checked offline. Both must report the same
-invariants violated, first at the same steps.
+invariant compares content; change tokens for optimizer state whose invariants only ask whether
+it changed) and traced fully, checked offline. Both must report the same invariants violated,
+first at the same steps.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def offline_full(d: Path, inv: Path, out: str, *args: str) -> set[tuple[str, int
     return {(o["id"], o["first_step"]) for o in outcomes if o["status"] == "violated"}
 
 
-@pytest.mark.parametrize("bug", ["frozen", "no_zero_grad", "missing_param"])
+@pytest.mark.parametrize("bug", ["frozen", "no_zero_grad", "missing_param", "zero_loss"])
 def test_reduced_plan_reports_what_a_full_trace_does(ref, bug):
     d, inv = ref
     args = ("--seed", "1", "--bug", bug, "--at", str(AT))
@@ -70,6 +71,8 @@ def test_reduced_plan_reports_what_a_full_trace_does(ref, bug):
     steps = {step for _, step in got}
     if bug == "missing_param":  # from the first step on
         assert min(steps) == 0
+    elif bug == "zero_loss":  # the second all-zero gradient is the first that did not change
+        assert min(steps) == AT + 1
     else:  # at the trigger step ("every A is followed by B" names the A just before it)
         assert AT in steps and min(steps) >= AT - 1
 

@@ -38,10 +38,10 @@ def traincheck_add_options(group: argparse._ArgumentGroup) -> None:
              "includes its submodules) once it is imported; repeatable")
     group.add_argument(
         "--torch-exact-content", dest="torch_exact_content", action="store_true",
-        help="under --invariants, hash gradients and optimizer state wherever an invariant "
+        help="under --invariants, hash optimizer state and buffers wherever an invariant "
              "compares them, even where it only asks whether they changed (by default "
-             "torch's count of in-place writes answers that, with a hash when a write "
-             "bypasses it; a write of identical values then counts as a change)")
+             "torch's count of in-place writes answers that once it has proven right for "
+             "the variable; a write of identical values then counts as a change)")
 
 
 def _module_name(value: str) -> str:

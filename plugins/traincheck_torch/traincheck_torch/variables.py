@@ -55,11 +55,11 @@ class _Opt:
 class _Var:
     """What :meth:`VariableTracker.observe` knows of one tensor variable: its last state
     (``attrs``, empty before the first), its static attributes, what they were built from
-    (``sig``), the content modes that follow from them, the write records that stand in for
-    its fingerprints where the plan allows (``dw``, ``gw``; ``None``: hash), and whether the
+    (``sig``), the content modes that follow from them, the record of writes whose tokens
+    stand in for its data fingerprint where allowed (``dw``; ``None``: hash), and whether the
     last state carries them (``current``)."""
 
-    __slots__ = ("attrs", "sig", "static", "dm", "gm", "dw", "gw", "vtype", "current")
+    __slots__ = ("attrs", "sig", "static", "dm", "gm", "dw", "vtype", "current")
 
     def __init__(self) -> None:
         self.attrs: dict[str, AttrValue] = {}
@@ -67,17 +67,16 @@ class _Var:
         self.static: dict[str, AttrValue] = {}
         self.dm = self.gm = CONTENT_ALWAYS
         self.dw: Writes | None = None
-        self.gw: Writes | None = None
         self.vtype = ""
         self.current = False
 
 
 class Writes:
-    """Change tokens for one fingerprint attribute of one variable whose deployed invariants
-    only ask whether it changed (``InstrumentationPlan.content_by_writes``): a fresh token
-    after every write, the last one while nothing wrote. Hashing megabytes of gradients and
-    optimizer state at every step costs more than any other probe, and torch already counts
-    in-place writes to a tensor (``Tensor._version``); a new tensor object is a write too.
+    """Change tokens for the data of one variable whose deployed invariants only ask whether
+    it changed (``InstrumentationPlan.content_by_writes``): a fresh token after every write,
+    the last one while nothing wrote. Hashing megabytes of optimizer state at every step costs
+    more than any other probe, and torch already counts in-place writes to a tensor
+    (``Tensor._version``); a new tensor object is a write too.
 
     Not every write is counted: batch norm's running statistics, ``.data`` and numpy views
     and native kernels writing through raw pointers bypass the counter. So a variable is
@@ -87,8 +86,9 @@ class Writes:
     good. Tokens start at a change, so the switch is never taken for one. What this cannot
     see: a variable whose writes stop being counted later on (an uncounted write then looks
     like no change), and a counted write of the values already there after the proof (it
-    looks like a change; so parameters' data, where ``lr=0`` does exactly that, is always
-    hashed)."""
+    looks like a change). So it is used only where writes change values: optimizer state and
+    buffers, never parameters (``lr=0`` writes them unchanged) nor gradients (a loss that
+    lost its graph to a zero factor gives a new all-zero gradient at every step)."""
 
     PROOF = 2
     __slots__ = ("ref", "version", "hash", "last", "proven")
@@ -326,7 +326,7 @@ class VariableTracker:
                                      first, v.dw)
             grad, later_g = _content(t.grad if is_param else None,
                                      None if first else prev["grad"], ask_g, v.gm, at_end,
-                                     first, v.gw)
+                                     first)
             if pending is not None and (later_d or later_g or name in pending):
                 _owe(pending, name, t, is_param, (DATA if later_d else 0) |
                      (GRAD if later_g else 0))
@@ -345,17 +345,16 @@ class VariableTracker:
         """A variable first seen, or whose static attributes' sources changed: rebuild them
         (and its content modes, which follow them)."""
         static = static_attrs(t, is_param)
-        dw = gw = False
+        dw = False
         if self.content is None:
             dm = gm = CONTENT_ALWAYS
         else:
-            dm, gm, dw, gw = self.content.modes_of(name, t, is_param, static)
+            dm, gm, dw = self.content.modes_of(name, t, is_param, static)
         if v is None:
             v = self._vars[name] = _Var()
         v.sig, v.static, v.dm, v.gm, v.vtype = sig, static, dm, gm, class_name(t)
         # a record of writes stays across static changes (its tokens are in the last state)
         v.dw = (v.dw or Writes()) if dw else None
-        v.gw = (v.gw or Writes()) if gw else None
         v.current = False
         return v
 
@@ -493,18 +492,16 @@ class Content:
     never goes down: once its content was needed it stays computed, so a variable that stops
     matching (e.g. a changed dtype) is never compared with a stale value.
 
-    Where every invariant comparing an attribute's content asks only whether it changed
+    Where every invariant comparing a non-parameter's data only asks whether it changed
     (``InstrumentationPlan.content_by_writes``), a change token (:class:`Writes`) stands in for
-    the fingerprint, except for parameters' data (an update that leaves them as they were,
-    such as ``lr=0``, is the bug to see there) and unless ``exact``. Once a variable needed its
-    fingerprint it keeps it.
+    its fingerprint, unless ``exact``. Once a variable needed its fingerprint it keeps it.
     """
 
     def __init__(self, plan: InstrumentationPlan, exact: bool = False) -> None:
         self.plan = plan
         self.exact = exact
-        # name -> (static key, data mode, grad mode, data by writes, grad by writes)
-        self.modes: dict[str, tuple[Any, int, int, bool, bool]] = {}
+        # name -> (static key, data mode, grad mode, data by writes)
+        self.modes: dict[str, tuple[Any, int, int, bool]] = {}
         self.pending: dict[str, tuple[Any, bool, int]] = {}  # name -> (tensor, is_param, what)
         #: some variable's gradient content is compared at every change (not only at step ends)
         self.grad_always = plan.content is None or any(
@@ -515,7 +512,7 @@ class Content:
         return out
 
     def _modes(self, name: str, t: Any, is_param: bool, dtype: str, device: str
-               ) -> tuple[int, int, bool, bool]:
+               ) -> tuple[int, int, bool]:
         key = (type(t), is_param, dtype, device)
         hit = self.modes.get(name)
         if hit is not None and hit[0] == key:
@@ -525,12 +522,10 @@ class Content:
         plan, exact = self.plan, self.exact
         dm, gm = plan.content_mode("data", static), plan.content_mode("grad", static)
         dw = not (exact or is_param) and plan.content_by_writes("data", static)
-        gw = not exact and plan.content_by_writes("grad", static)
         if hit is not None:  # never lower a variable's mode, never go back to tokens
-            dm, gm = max(dm, hit[1]), max(gm, hit[2])
-            dw, gw = dw and hit[3], gw and hit[4]
-        self.modes[name] = (key, dm, gm, dw, gw)
-        return dm, gm, dw, gw
+            dm, gm, dw = max(dm, hit[1]), max(gm, hit[2]), dw and hit[3]
+        self.modes[name] = (key, dm, gm, dw)
+        return dm, gm, dw
 
     def attrs(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
               is_param: bool, at_end: bool) -> dict[str, AttrValue]:
@@ -538,9 +533,9 @@ class Content:
         return {"data": data, "grad": grad, **static_attrs(t, is_param)}
 
     def modes_of(self, name: str, t: Any, is_param: bool, static: dict[str, AttrValue]
-                 ) -> tuple[int, int, bool, bool]:
-        """(data mode, grad mode, data by writes, grad by writes) of a variable with static
-        attributes ``static``."""
+                 ) -> tuple[int, int, bool]:
+        """(data mode, grad mode, data by writes) of a variable with static attributes
+        ``static``."""
         return self._modes(name, t, is_param, static["dtype"], static["device"])
 
     def values(self, name: str, t: Any, prev: dict[str, AttrValue] | None, what: int,
@@ -548,7 +543,7 @@ class Content:
         """(data, grad) as precise as the plan asks (fingerprints, never change tokens: those
         need a variable's record of writes, which ``VariableTracker`` keeps); remembers what
         is owed at the step end."""
-        dm, gm, _, _ = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
+        dm, gm, _ = self._modes(name, t, is_param, dtype_name(t.dtype), device_name(t))
         old = prev or {}
         data, later_d = _content(t, old.get("data"), bool(what & DATA), dm, at_end, not prev)
         grad, later_g = _content(t.grad if is_param else None, old.get("grad"),

@@ -8,6 +8,8 @@ Bugs:
   frozen         from iteration ``--at`` on, the head's parameters get ``requires_grad=False``
   no_zero_grad   from iteration ``--at`` on, ``optimizer.zero_grad()`` is no longer called
   missing_param  the optimizer is built without the head's bias (from the start)
+  zero_loss      from iteration ``--at`` on, the loss is multiplied by 0 (a mask or a weight
+                 that went to zero): every gradient is all zeros at every step
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--bug", choices=["none", "frozen", "no_zero_grad", "missing_param"],
+    ap.add_argument("--bug", choices=["none", "frozen", "no_zero_grad", "missing_param",
+                                          "zero_loss"],
                     default="none")
     ap.add_argument("--at", type=int, default=3, help="first iteration with the bug")
     args = ap.parse_args()
@@ -45,6 +48,8 @@ def main() -> None:
         if bug != "no_zero_grad":
             opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
+        if bug == "zero_loss":
+            loss = loss * 0.0
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
