@@ -59,6 +59,18 @@ def test_uncounted_writes_keep_a_variable_hashed():
     assert w.value(t) == fingerprint(t)  # and an unchanged look gives the same value
 
 
+def test_views_share_their_base_count_and_stay_hashed():
+    flat = torch.zeros(8)  # optimizer state kept as views into one flat buffer
+    a, b = flat[:4], flat[4:]
+    wa, wb = Writes(), Writes()
+    seen_b = {wb.value(b)}
+    for _ in range(2 * Writes.PROOF):
+        a.add_(1)  # counted for b too (one counter for the whole buffer)
+        assert is_fp(wa.value(a))
+        seen_b.add(wb.value(b))
+    assert seen_b == {fingerprint(b)}  # b never changed, and never looked changed
+
+
 def test_batch_norm_statistics_change_behind_the_counter_and_stay_hashed():
     bn = torch.nn.BatchNorm1d(3)
     w = Writes()

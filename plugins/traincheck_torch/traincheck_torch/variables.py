@@ -79,7 +79,8 @@ class Writes:
     (``Tensor._version``); a new tensor object is a write too.
 
     Not every write is counted: batch norm's running statistics, ``.data`` and numpy views
-    and native kernels writing through raw pointers bypass the counter. So a variable is
+    and native kernels writing through raw pointers bypass the counter; and a view shares
+    its base's counter, so views (state kept in one flat buffer) are always hashed. So a variable is
     hashed at first, and its values are fingerprints, until ``PROOF`` observations have
     seen its content change exactly when a write was counted; a single disagreement (content
     changed and no write counted, or a counted write left it as it was) keeps it hashed for
@@ -106,6 +107,10 @@ class Writes:
         try:
             version = x._version
         except RuntimeError:  # inference tensors count no writes
+            return fingerprint(x)
+        if x._base is not None:
+            # a view shares its base's count: a write to another part of a flat buffer (as
+            # some optimizers keep their state) would count as one to this variable
             return fingerprint(x)
         ref = self.ref
         written = ref is None or version != self.version or ref() is not x
