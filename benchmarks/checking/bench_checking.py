@@ -40,7 +40,8 @@ Besides wall-clock time, CPU time: of the training process per step, and in tota
 process plus checker process, whose CPU time over the run is spread over its steps).
 
 Usage: python benchmarks/checking/bench_checking.py [--framework torch|jax|all] [--steps 40]
-       [--warmup 5] [--repeats 5] [--checker process|inline] [--threads 1] [--label NAME]
+       [--warmup 5] [--repeats 5] [--checker process|inline] [--threads 1]
+       [--malloc default|fixed] [--label NAME]
 Writes benchmarks/results/checking-<date>[-<label>].{json,md}: a section per framework (the
 sections of frameworks not measured in this invocation are kept from that file).
 """
@@ -77,9 +78,19 @@ NOISE_FLOOR = 0.95  # a pair ratio below this is noise (checking never speeds tr
 sys.path.insert(0, str(ROOT))
 from benchmarks.suite.machine import describe  # noqa: E402
 
+#: ``--malloc fixed``: glibc's allocation thresholds pinned in every run, plain and checked.
+#: By default glibc adapts them as memory is freed and hands freed activation memory back to
+#: the kernel; a CNN step here then takes 1,000-3,000 minor page faults (several ms), and how
+#: many varies from one process to the next, so pair ratios move by +-10%. Pinned, there are
+#: none: less noise, but faster plain steps (CPU training setups often get the same from
+#: jemalloc or tcmalloc), so the same absolute overhead is a larger ratio.
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+_malloc_env: dict[str, str] = {}
+
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
+    return {**env, **_malloc_env}
 
 
 def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
@@ -229,11 +240,17 @@ def main() -> None:
                     help="cores of the checker process (traincheck run --checker-cpus); auto: "
                     "the cores training does not compute on when --threads leaves some, "
                     "none: any core")
+    ap.add_argument("--malloc", choices=["default", "fixed"], default="default",
+                    help="fixed: pin glibc's allocation thresholds in every run, plain and "
+                    "checked (no page faults from memory handed back and taken again: less "
+                    "noise, faster plain steps)")
     ap.add_argument("--label", default="", help="suffix of the result files")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--render", metavar="JSON", help="only re-write the Markdown of a result")
     args = ap.parse_args()
     args.checker_cpus = _checker_cpus(args.checker_cpus, args.threads)
+    if args.malloc == "fixed":
+        _malloc_env.update(MALLOC_FIXED)
     if args.render:
         result = json.loads(Path(args.render).read_text())
         Path(args.render).with_suffix(".md").write_text(markdown(result))
@@ -309,7 +326,8 @@ def finish(groups: dict[str, list[dict]], plan: dict[str, list[str]],
               "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                            "ref_steps": args.ref_steps, "sampling": "none (every step)",
                            "checker": args.checker, "torch_threads": args.threads,
-                           "checker_cpus": args.checker_cpus, "label": label},
+                           "checker_cpus": args.checker_cpus, "label": label,
+                           "malloc": args.malloc},
               "frameworks": {g: frameworks[g] for g in GROUPS if g in frameworks},
               "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     if "torch" in frameworks:  # the suite's report cites the PyTorch verdict from here
@@ -349,7 +367,10 @@ def markdown(r: dict) -> str:
              "models are the "
              "PyTorch ones (same layer sizes, batches, optimizers) in Flax + Optax, in the "
              "same loop; the tiny-step rows are a stress case (jitted steps of 1-2 ms, where "
-             "every probe's Python shows), with their own verdict.", ""]
+             "every probe's Python shows), with their own verdict."
+             + (" glibc's allocation thresholds pinned in every run, plain and checked "
+                f"(--malloc fixed: {', '.join(f'{k}={v}' for k, v in MALLOC_FIXED.items())})."
+                if st.get("malloc") == "fixed" else ""), ""]
     for group, sec in sections(r).items():
         when = f" ({sec['date']})" if sec.get("date") else ""
         lines += [f"## {TITLES.get(group, group)}{when}", "", *section_md(sec), ""]
