@@ -121,13 +121,10 @@ class InstrumentationPlan(msgspec.Struct, kw_only=True):
         static attributes ``static`` (keys as in :class:`ContentRule`)."""
         if self.full or self.content is None:
             return CONTENT_ALWAYS
-        mode = CONTENT_NONE
-        for rule in self.content:
-            if rule.attr == attr and rule.matches(static):
-                if not rule.step_end:
-                    return CONTENT_ALWAYS
-                mode = CONTENT_STEP_END
-        return mode
+        rules = self._rules(attr, static)
+        if not rules:
+            return CONTENT_NONE
+        return CONTENT_STEP_END if all(r.step_end for r in rules) else CONTENT_ALWAYS
 
     def content_by_writes(self, attr: str, static: dict[str, Any]) -> bool:
         """Whether every deployed invariant that compares this variable's ``attr`` only asks
@@ -136,13 +133,11 @@ class InstrumentationPlan(msgspec.Struct, kw_only=True):
         without one serves in place of a fingerprint (an adapter may still hash)."""
         if self.full or self.content is None:
             return False
-        found = False
-        for rule in self.content:
-            if rule.attr == attr and rule.matches(static):
-                if not rule.changes:
-                    return False
-                found = True
-        return found
+        rules = self._rules(attr, static)
+        return bool(rules) and all(r.changes for r in rules)
+
+    def _rules(self, attr: str, static: dict[str, Any]) -> list[ContentRule]:
+        return [r for r in self.content or () if r.attr == attr and r.matches(static)]
 
     def content_at_step_end(self) -> bool:
         """Whether some content is needed only when a step ends."""
