@@ -142,3 +142,20 @@ def test_step_end_content_is_owed_until_the_step_ends_and_follows_replaced_tenso
     q = torch.nn.Parameter(torch.zeros(3))
     c.attrs("p", q, None, ALL, True, False)
     assert "p" not in c.pending
+
+
+def test_optimizer_state_gets_change_tokens_unless_exact_content_is_asked(ref):
+    d, inv = ref
+
+    def state_values(out: str, *opts: str) -> list:
+        res = tc(d, "run", "-q", "--plugin", "torch", *opts, "-o", out, "--invariants",
+                 str(inv), PROGRAM, "--seed", "2", "--steps", "8")
+        assert res.returncode == 0, res.stderr
+        (proc,) = load_run(d / out)
+        return [e.attrs["data"] for e in proc.states() if ".state." in e.name]
+
+    tokens = state_values("online-tokens")
+    # the Adam state is hashed while its writes are being proven counted, then tokened
+    assert any(isinstance(v, str) and v.startswith("w") for v in tokens)
+    exact = state_values("online-exact", "--torch-exact-content")
+    assert exact and not any(isinstance(v, str) and v.startswith("w") for v in exact)
