@@ -79,17 +79,19 @@ class Writes:
     (``Tensor._version``); a new tensor object is a write too.
 
     Not every write is counted: batch norm's running statistics, ``.data`` and numpy views
-    and native kernels writing through raw pointers bypass the counter; and a view shares
-    its base's counter, so views (state kept in one flat buffer) are always hashed. So a variable is
-    hashed at first, and its values are fingerprints, until ``PROOF`` observations have
-    seen its content change exactly when a write was counted; a single disagreement (content
+    and native kernels writing through raw pointers bypass the counter. So a variable is
+    hashed at first, and its values are fingerprints, until ``PROOF`` observations have seen
+    its content change exactly when a write was counted; a single disagreement (content
     changed and no write counted, or a counted write left it as it was) keeps it hashed for
-    good. Tokens start at a change, so the switch is never taken for one. What this cannot
-    see: a variable whose writes stop being counted later on (an uncounted write then looks
-    like no change), and a counted write of the values already there after the proof (it
-    looks like a change). So it is used only where writes change values: optimizer state and
-    buffers, never parameters (``lr=0`` writes them unchanged) nor gradients (a loss that
-    lost its graph to a zero factor gives a new all-zero gradient at every step)."""
+    good. Tokens start at a change, so the switch is never taken for one. Views are always
+    hashed: a view shares its base's counter (state kept in one flat buffer would count every
+    write to the buffer as one to each of its parts).
+
+    What this cannot see: a variable whose writes stop being counted later on (an uncounted
+    write then looks like no change), and a counted write of the values already there after
+    the proof (it looks like a change). So it is used only where writes change values:
+    optimizer state and buffers, never parameters (``lr=0`` writes them unchanged) nor
+    gradients (a loss multiplied by zero gives a new, all-zero gradient object each step)."""
 
     PROOF = 2
     __slots__ = ("ref", "version", "hash", "last", "proven")
@@ -109,15 +111,15 @@ class Writes:
         except RuntimeError:  # inference tensors count no writes
             return fingerprint(x)
         if x._base is not None:
-            # a view shares its base's count: a write to another part of a flat buffer (as
-            # some optimizers keep their state) would count as one to this variable
             return fingerprint(x)
         ref = self.ref
-        written = ref is None or version != self.version or ref() is not x
+        same = ref is not None and ref() is x
+        written = not same or version != self.version
         if self.proven >= self.PROOF:
             if written:
-                self.ref, self.version = weakref.ref(x), version
-                self.last = f"w{next(_TOKENS)}"
+                if not same:
+                    self.ref = weakref.ref(x)
+                self.version, self.last = version, f"w{next(_TOKENS)}"
             return self.last
         h = fingerprint(x)
         changed = h != self.hash
