@@ -106,6 +106,8 @@ class Writes:
     def value(self, x: Any) -> AttrValue:
         """The attribute's value for tensor ``x``: equal to the value given at the last look
         exactly when its content is the same (the states in between do not matter)."""
+        if self.proven < 0:  # counting disagreed once: always hashed
+            return fingerprint(x)
         try:
             version = x._version
         except RuntimeError:  # inference tensors count no writes
@@ -123,7 +125,7 @@ class Writes:
             return self.last
         h = fingerprint(x)
         changed = h != self.hash
-        if self.proven >= 0 and self.hash is not None:
+        if self.hash is not None:
             if changed != written:
                 self.proven = -1
             elif changed:
