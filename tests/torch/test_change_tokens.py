@@ -147,3 +147,40 @@ def test_tracker_hashes_parameters_and_gradients_and_tokens_the_rest_unless_exac
     exact = _train(_Session(PLAN, torch_exact_content=True))
     assert not any(is_token(v) for values in exact.values() for pair in values for v in pair)
     assert exact.keys() == got.keys()
+
+
+STEP_END_GRADS = InstrumentationPlan(full=False, variables=["*"], content=[
+    ContentRule(attr="data"), ContentRule(attr="grad", step_end=True)])
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_step_end_gradients_are_read_as_the_step_begins_unless_it_writes_them(nesterov):
+    """Gradients owed at the step's end are hashed when the optimizer step begins (what a
+    fully traced run reads last before the step end); SGD with Nesterov momentum (its
+    multi-tensor version) adds to the gradients in place, a write torch counts, so they are
+    read again at the end."""
+    session = _Session(STEP_END_GRADS)
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 64)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov,
+                          foreach=True)
+    vt = VariableTracker(session, session.plan)  # type: ignore[arg-type]
+    vt.track_model(lin, "model")
+    vt.track_optimizer(opt)
+    params = [("model.weight", lin.weight, True), ("model.bias", lin.bias, True)]
+    for _ in range(3):
+        opt.zero_grad()
+        lin(torch.randn(8, 64)).square().mean().backward()
+        vt.observe(params, GRAD, 1)  # after backward: owed at the step's end
+        before = {n: fingerprint(p.grad) for n, p, _ in params}
+        vt.hash_grads_early()
+        assert len(vt._early) == 2
+        opt.step()
+        after = {n: fingerprint(p.grad) for n, p, _ in params}
+        assert (before != after) == nesterov
+        session.events.clear()
+        vt.observe_optimizer(opt, 2, at_end=True)
+        assert not vt._early  # nothing read early outlives the step
+        last = {e.name: e.attrs["grad"] for e in session.events
+                if isinstance(e, VarState) and e.name in after}
+        assert last == after  # the content at the step's end

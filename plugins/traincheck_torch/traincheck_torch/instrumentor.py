@@ -284,6 +284,8 @@ class TorchInstrumentor:
             with self.quiet():
                 self.vars.track_optimizer(opt)
                 name = self.vars.opt_name(opt)
+                if self._observe_vars and self.meta.ends_step(opt):
+                    self.vars.hash_grads_early()
             self.tracer.start(STEP, {"self": ObjSummary(type_name(opt), {"name": Scalar(name)})},
                               id(opt))
         except Exception as exc:

@@ -164,6 +164,8 @@ class VariableTracker:
         if not plan.full and plan.content is not None:
             exact = bool(session.config.options.get("torch_exact_content"))
             self.content = Content(plan, exact)
+        # id(gradient) -> (gradient, its version, fingerprint): read early (hash_grads_early)
+        self._early: dict[int, tuple[Any, int, str | None]] = {}
 
     # -- discovery ---------------------------------------------------------------------------
     def known_module(self, mod: Any) -> bool:
@@ -317,6 +319,7 @@ class VariableTracker:
         dict."""
         s = self.session
         emit, now, known, content = s.emit, s.now, self._vars, self.content
+        fp = self._fingerprint if self._early else fingerprint
         pending = content.pending if content is not None else None
         asked_data, asked_grad = bool(what & DATA), bool(what & GRAD)
         for name, t, is_param in items:
@@ -332,10 +335,10 @@ class VariableTracker:
                 owed = pending.pop(name)[2]
                 ask_d, ask_g = ask_d or bool(owed & DATA), ask_g or bool(owed & GRAD)
             data, later_d = _content(t, None if first else prev["data"], ask_d, v.dm, at_end,
-                                     first, v.dw)
+                                     first, v.dw, fp)
             grad, later_g = _content(t.grad if is_param else None,
                                      None if first else prev["grad"], ask_g, v.gm, at_end,
-                                     first)
+                                     first, None, fp)
             if pending is not None and (later_d or later_g or name in pending):
                 _owe(pending, name, t, is_param, (DATA if later_d else 0) |
                      (GRAD if later_g else 0))
@@ -378,11 +381,44 @@ class VariableTracker:
     def observe_optimizer(self, opt: Any, call: int, at_end: bool = False) -> None:
         """Parameters' data, optimizer state and hyper-parameters after a step; ``at_end``:
         this step ends the training step (the fingerprints owed then are computed too)."""
-        self.observe(self.param_vars(self.opt_params(opt)), DATA, call, at_end)
-        self.observe(self.state_vars(opt), ALL, call, at_end)
-        self.observe_hparams(opt, call)
-        if at_end:
-            self.observe_step_end(call)
+        try:
+            self.observe(self.param_vars(self.opt_params(opt)), DATA, call, at_end)
+            self.observe(self.state_vars(opt), ALL, call, at_end)
+            self.observe_hparams(opt, call)
+            if at_end:
+                self.observe_step_end(call)
+        finally:
+            self._early.clear()
+
+    def hash_grads_early(self) -> None:
+        """The optimizer step that ends the training step begins: fingerprint now the
+        gradients whose fingerprints the step's end owes.
+
+        They are final for the optimizer now, and still in the CPU's caches from the
+        backward pass or clipping, while after the step its state has pushed them out (a
+        fully traced run reads them at the same point: its last look at gradients before the
+        step end is after backward or clipping). A gradient the step replaces or writes in a
+        way torch counts is read again when the step ends."""
+        early = self._early
+        early.clear()
+        if self.content is None or not self.content.pending:
+            return
+        for t, is_param, what in self.content.pending.values():
+            g = t.grad if is_param and what & GRAD else None
+            if g is None:
+                continue
+            try:
+                version = g._version
+            except RuntimeError:  # an inference tensor counts no writes: read it at the end
+                continue
+            early[id(g)] = (g, version, fingerprint(g))
+
+    def _fingerprint(self, x: Any) -> str | None:
+        """``fingerprint(x)``, or the one read early, if ``x`` has not been written since."""
+        hit = self._early.pop(id(x), None)
+        if hit is not None and hit[0] is x and hit[1] == x._version:
+            return hit[2]
+        return fingerprint(x)
 
     def state_vars(self, opt: Any) -> Iterator[tuple[str, Any, bool]]:
         import torch
@@ -563,18 +599,18 @@ class Content:
 
 
 def _content(x: Any, old: AttrValue, asked: bool, mode: int, at_end: bool, first: bool,
-             writes: Writes | None = None) -> tuple[AttrValue, bool]:
+             writes: Writes | None = None, fp: Any = fingerprint) -> tuple[AttrValue, bool]:
     """A fingerprint attribute's value for tensor ``x`` (``None``: unset) whose last value was
     ``old``, and whether its fingerprint is owed at the step's end. ``asked``: the call may
     have changed it; ``first``: the variable's first state; ``writes``: its record of writes,
-    whose change tokens stand in for fingerprints."""
+    whose change tokens stand in for fingerprints; ``fp``: the fingerprint function."""
     if x is None:
         return None, False
     if mode == CONTENT_NONE:
         return (SET if is_readable(x) else None), False
     if mode == CONTENT_ALWAYS or at_end or first:
         if asked or old is None or old == SET:
-            return (fingerprint(x) if writes is None else writes.value(x)), False
+            return (fp(x) if writes is None else writes.value(x)), False
         return old, False
     # CONTENT_STEP_END between step ends: keep what the last step end computed
     if old is None:
