@@ -1,9 +1,12 @@
 """Trace writer under concurrency: threads emitting while the flusher writes lose no event,
-split no frame, and the footer counts everything before it."""
+split no frame, and the footer counts everything before it; streaming to taps sends at once
+and writes the file within the interval."""
 
 from __future__ import annotations
 
 import threading
+import time
+from types import SimpleNamespace
 
 from traincheck_core import events as ev
 from traincheck_core.trace import TraceFile, TraceWriter
@@ -58,6 +61,8 @@ def test_a_tap_gets_exactly_the_frames_written_after_it(tmp_path) -> None:
             w.emit(ev.MetaUpdate(t=i, values={"thread": k, "i": i}))
             if i % 500 == 0:
                 w.flush()
+            elif i % 100 == 0:
+                w.stream()
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(3)]
     for th in pool:
@@ -68,6 +73,64 @@ def test_a_tap_gets_exactly_the_frames_written_after_it(tmp_path) -> None:
     data = (tmp_path / "t.tctrace").read_bytes()
     assert b"".join(got) == data[size_at_tap:]
     assert all(isinstance(e, ev.MetaUpdate) for e in _frames(b"".join(got))[:-1])
+
+
+def test_stream_sends_to_taps_at_once_and_to_the_file_within_the_interval(tmp_path,
+                                                                          monkeypatch) -> None:
+    from traincheck_core.trace import writer
+
+    clock = [time.monotonic()]  # the writer's clock, moved by hand
+    monkeypatch.setattr(writer, "time", SimpleNamespace(
+        monotonic=lambda: clock[0], monotonic_ns=lambda: int(clock[0] * 1e9)))
+    path = tmp_path / "t.tctrace"
+    w = TraceWriter(path, interval=0.2)
+    w.emit(_header())
+    got: list[bytes] = []
+    w.add_tap(got.append)  # writes what came before it (the header) to the file
+    size = path.stat().st_size
+    w.emit(ev.MetaUpdate(t=1, values={"step": 1}))
+    w.stream()
+    assert [e.values for e in _frames(b"".join(got))] == [{"step": 1}]  # the tap: now
+    assert path.stat().st_size == size  # the file: not yet (it was written just now)
+    clock[0] += 0.15  # more than half the interval since the file was written
+    w.emit(ev.MetaUpdate(t=2, values={"step": 2}))
+    w.stream()
+    assert path.stat().st_size == size + len(b"".join(got))  # both steps, in order
+    w.emit(ev.MetaUpdate(t=3, values={"step": 3}))
+    w.stream()
+    w.close(t=4)  # everything reaches the file, the tap's bytes first
+    data = path.read_bytes()
+    assert data[size:].startswith(b"".join(got))
+    steps = [e.values["step"] for e in TraceFile(path).read_all() if isinstance(e, ev.MetaUpdate)]
+    assert steps == [1, 2, 3]
+
+
+def test_stream_without_taps_writes_the_file_at_once(tmp_path) -> None:
+    path = tmp_path / "t.tctrace"
+    w = TraceWriter(path, interval=60)
+    w.emit(_header())
+    w.stream()
+    size = path.stat().st_size
+    w.emit(ev.MetaUpdate(t=1, values={"step": 1}))
+    w.stream()
+    assert path.stat().st_size > size
+    w.close()
+
+
+def test_a_session_streams_at_new_steps_only(tmp_path) -> None:
+    from traincheck_core.config import Config
+    from traincheck_core.plugins.manager import make_plugin_manager
+    from traincheck_core.session import Session
+
+    pm, infos = make_plugin_manager(None, autoload=False)
+    s = Session(Config(output=str(tmp_path)), pm, infos)
+    got: list[bytes] = []
+    s.add_tap(got.append)
+    s.set_meta(stage="train")  # not a new step: stays queued
+    assert got == []
+    s.set_meta(step=1)  # a new step: the checker gets everything up to it now
+    assert [e.values for e in _frames(b"".join(got))] == [{"stage": "train"}, {"step": 1}]
+    s.writer.close()
 
 
 def _frames(data: bytes) -> list[ev.Event]:
