@@ -241,10 +241,10 @@ class Session:
 
     def add_tap(self, tap: Callable[[bytes], None]) -> None:
         """Hand ``tap`` every batch of frames the trace writer writes from now on (see
-        :meth:`TraceWriter.add_tap`), and stream them at each new step (and user annotation),
-        on the thread that sets it, so that a consumer such as the checker process gets each
-        step's events as soon as it ends; within long steps the writer also streams at the
-        first event 200 ms after the last time. No helper thread takes the GIL for it.
+        :meth:`TraceWriter.add_tap`), and stream them at each meta update (a new step or
+        stage), on the thread that updates it, so that a consumer such as the checker process
+        gets each step's events as soon as it ends; within long steps the writer also streams
+        at the first event 100 ms after the last time. No helper thread takes the GIL for it.
         Unlike a sink, a tap costs nothing per event: it is the cheap way to stream the
         trace elsewhere."""
         self._taps.append(tap)
@@ -265,7 +265,7 @@ class Session:
         if changed:
             self.meta.update(changed)
             self.emit(MetaUpdate(t=self.now(), values=changed))
-            if self._taps and "step" in changed:
+            if self._taps:
                 self.writer.stream()
 
     def annotate(self, **values: MetaValue) -> None:

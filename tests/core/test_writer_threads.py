@@ -117,7 +117,7 @@ def test_stream_without_taps_writes_the_file_at_once(tmp_path) -> None:
     w.close()
 
 
-def test_a_session_streams_at_new_steps_only(tmp_path) -> None:
+def test_a_session_streams_at_meta_updates(tmp_path) -> None:
     from traincheck_core.config import Config
     from traincheck_core.plugins.manager import make_plugin_manager
     from traincheck_core.session import Session
@@ -126,10 +126,12 @@ def test_a_session_streams_at_new_steps_only(tmp_path) -> None:
     s = Session(Config(output=str(tmp_path)), pm, infos)
     got: list[bytes] = []
     s.add_tap(got.append)
-    s.set_meta(stage="train")  # not a new step: stays queued
-    assert got == []
     s.set_meta(step=1)  # a new step: the checker gets everything up to it now
-    assert [e.values for e in _frames(b"".join(got))] == [{"stage": "train"}, {"step": 1}]
+    assert [e.values for e in _frames(b"".join(got))] == [{"step": 1}]
+    s.set_meta(stage="train")  # a stage change too
+    assert [e.values for e in _frames(b"".join(got))] == [{"step": 1}, {"stage": "train"}]
+    s.set_meta(stage="train")  # no change: nothing emitted, nothing sent
+    assert len(_frames(b"".join(got))) == 2
     s.writer.close()
 
 

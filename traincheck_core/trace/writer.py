@@ -16,7 +16,7 @@ from .format import LENGTH, MAGIC
 
 __all__ = ["TraceWriter"]
 
-TAP_EVERY_NS = 200_000_000  # with a tap: stream at the first event 200 ms after the last time
+TAP_EVERY_NS = 100_000_000  # with a tap: stream at the first event 100 ms after the last time
 _NEVER = 1 << 63
 
 
@@ -29,8 +29,9 @@ class TraceWriter:
     interval and never leaves a frame that decodes wrongly.
 
     With taps (:meth:`add_tap`), :meth:`stream` hands the queued frames to them at once (at
-    every step) and to the file only every half ``interval``: a write system call takes tens of
-    microseconds on some machines, and the file needs no more than the interval promises.
+    every meta update) and to the file only every half ``interval``: a write system call takes
+    tens of microseconds on some machines, and the file needs no more than the interval
+    promises.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, buffer_bytes: int = 1 << 20,
@@ -51,7 +52,7 @@ class TraceWriter:
         self._limit = buffer_bytes
         self._interval = interval
         self._closed = False
-        self._written = 0  # frames written to the file
+        self._written = 0  # frames taken from the queue (to the taps; in the file or soon)
         self.bytes_written = 0
         self._stop = threading.Event()
         self._flushed = time.monotonic()  # when the file was last written to

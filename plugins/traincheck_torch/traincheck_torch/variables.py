@@ -528,8 +528,10 @@ class Content:
     * always: a fingerprint whenever the call may have changed it (as without a plan);
     * at step ends: between step ends the last fingerprint is carried (or ``SET`` when there
       is none yet) and the variable is remembered; when the step ends
-      (:meth:`VariableTracker.observe_step_end`) its fingerprint is computed. Only step-end
-      states are read for content then, and a set/unset change is still seen at once;
+      (:meth:`VariableTracker.observe_step_end`) its fingerprint is computed (a gradient's
+      is read as the optimizer step that ends it begins, see
+      :meth:`VariableTracker.hash_grads_early`). Only step-end states are read for content
+      then, and a set/unset change is still seen at once;
     * never: ``SET`` when the attribute is set, so presence (all that preconditions and flag
       invariants read) is exact.
 
