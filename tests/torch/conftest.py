@@ -19,10 +19,26 @@ from traincheck_core import (  # noqa: E402
     CallReturn,
     CallStart,
     Header,
+    InstrumentationPlan,
     MetaUpdate,
     VarState,
     iter_run,
 )
+
+
+class FakeSession:
+    """What a ``VariableTracker`` needs of a session: a plan, a config with plugin options,
+    a clock, and ``emit`` (which keeps the events)."""
+
+    def __init__(self, plan: InstrumentationPlan | None = None, **options: object) -> None:
+        self.plan = plan or InstrumentationPlan()
+        self.config = type("C", (), {"options": options})()
+        self.events: list = []
+        self.emit = self.events.append
+
+    @staticmethod
+    def now() -> int:
+        return 0
 
 
 @dataclass

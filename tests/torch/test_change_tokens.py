@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import FakeSession
 from traincheck_torch.fingerprint import fingerprint
 from traincheck_torch.variables import ALL, DATA, GRAD, VariableTracker, Writes
 
@@ -91,26 +92,11 @@ def test_a_counted_write_of_the_same_values_during_the_proof_keeps_it_hashed():
         assert w.value(t) == fingerprint(t)
 
 
-class _Session:
-    """What VariableTracker needs of a session: a clock, emit, a config with options."""
-
-    def __init__(self, plan: InstrumentationPlan, **options: object) -> None:
-        self.plan, self.events = plan, []
-        self.config = type("C", (), {"options": options})()
-
-    def emit(self, event: object) -> None:
-        self.events.append(event)
-
-    @staticmethod
-    def now() -> int:
-        return 0
-
-
 PLAN = InstrumentationPlan(full=False, variables=["*"], content=[
     ContentRule(attr="data", changes=True), ContentRule(attr="grad", changes=True)])
 
 
-def _train(session: _Session, steps: int = 5) -> dict[str, list]:
+def _train(session: FakeSession, steps: int = 5) -> dict[str, list]:
     """A real Adam loop observed as the adapter does; each variable's data/grad values."""
     torch.manual_seed(0)
     lin = torch.nn.Linear(4, 2)
@@ -134,7 +120,7 @@ def _train(session: _Session, steps: int = 5) -> dict[str, list]:
 
 
 def test_tracker_hashes_parameters_and_gradients_and_tokens_the_rest_unless_exact():
-    got = _train(_Session(PLAN))
+    got = _train(FakeSession(PLAN))
     # parameters and gradients are always hashed (an update that changes nothing, an
     # all-zero gradient at every step must be seen) ...
     assert all(is_fp(d) and (g is None or is_fp(g)) for d, g in got["model.weight"])
@@ -144,7 +130,7 @@ def test_tracker_hashes_parameters_and_gradients_and_tokens_the_rest_unless_exac
     # every state still differs from the one before (each step writes all of them)
     for name, values in got.items():
         assert all(a != b for a, b in zip(values, values[1:], strict=False)), name
-    exact = _train(_Session(PLAN, torch_exact_content=True))
+    exact = _train(FakeSession(PLAN, torch_exact_content=True))
     assert not any(is_token(v) for values in exact.values() for pair in values for v in pair)
     assert exact.keys() == got.keys()
 
@@ -159,7 +145,7 @@ def test_step_end_gradients_are_read_as_the_step_begins_unless_it_writes_them(ne
     fully traced run reads last before the step end); SGD with Nesterov momentum (its
     multi-tensor version) adds to the gradients in place, a write torch counts, so they are
     read again at the end."""
-    session = _Session(STEP_END_GRADS)
+    session = FakeSession(STEP_END_GRADS)
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 64)
     opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov,

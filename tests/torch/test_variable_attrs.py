@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import FakeSession  # noqa: E402
 from traincheck_torch.variables import ALL, tensor_attrs  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -35,25 +36,10 @@ def test_marks_defined_by_the_class_are_kept():
         assert tensor_attrs(t, None, ALL, False)["sequence_parallel"] is True
 
 
-class _Collect:
-    """The part of a session a VariableTracker uses: it keeps what is emitted."""
-
-    def __init__(self) -> None:
-        from traincheck_core import InstrumentationPlan
-
-        self.plan = InstrumentationPlan()
-        self.events: list = []
-        self.emit = self.events.append
-
-    @staticmethod
-    def now() -> int:
-        return 0
-
-
 def test_a_state_is_emitted_when_any_attribute_of_the_same_tensor_changes():
     from traincheck_torch.variables import DATA, VariableTracker
 
-    s = _Collect()
+    s = FakeSession()
     v = VariableTracker(s)  # type: ignore[arg-type]
     p = torch.nn.Parameter(torch.ones(3))
     seen = lambda: [e.attrs for e in s.events]  # noqa: E731
@@ -83,7 +69,7 @@ def test_buffers_follow_changes_of_the_module_tree():
     from torch.nn.modules import module as nn_module
     from traincheck_torch.variables import VariableTracker
 
-    v = VariableTracker(_Collect())  # type: ignore[arg-type]
+    v = VariableTracker(FakeSession())  # type: ignore[arg-type]
     handles = [nn_module.register_module_module_registration_hook(v.structure_changed),
                nn_module.register_module_buffer_registration_hook(v.structure_changed)]
     v.structure = 0
@@ -110,7 +96,7 @@ def test_the_buffer_index_does_not_keep_a_dropped_model_alive():
 
     from traincheck_torch.variables import VariableTracker
 
-    v = VariableTracker(_Collect())  # type: ignore[arg-type]
+    v = VariableTracker(FakeSession())  # type: ignore[arg-type]
     v.structure = 0
     m = torch.nn.Sequential(torch.nn.BatchNorm1d(2))
     list(v.buffer_vars(m, "model"))
